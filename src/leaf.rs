@@ -1,0 +1,156 @@
+//! What certsync needs to know about a leaf certificate, read once with x509-parser:
+//! the names it covers, its serial, its validity window and its key type.
+
+use x509_parser::extensions::GeneralName;
+use x509_parser::oid_registry;
+use x509_parser::prelude::*;
+use x509_parser::public_key::PublicKey;
+
+/// Facts about one leaf certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leaf {
+    /// DNS names from the SAN extension (the subject CN when there is none).
+    pub names: Vec<String>,
+    /// Upper-case hex, as `openssl x509 -serial` prints it.
+    pub serial: String,
+    /// Unix seconds.
+    pub not_before: i64,
+    /// Unix seconds.
+    pub not_after: i64,
+    /// `RSA 2048`, `EC P-256`, …
+    pub key_type: String,
+    /// DER of the SubjectPublicKeyInfo, to compare with the private key's.
+    pub spki: Vec<u8>,
+    /// Whether basicConstraints says CA: a leaf must not.
+    pub is_ca: bool,
+    pub issuer_der: Vec<u8>,
+}
+
+impl Leaf {
+    pub fn from_cert(cert: &X509Certificate<'_>) -> Leaf {
+        let mut names: Vec<String> = match cert.subject_alternative_name() {
+            Ok(Some(san)) => san
+                .value
+                .general_names
+                .iter()
+                .filter_map(|n| match n {
+                    GeneralName::DNSName(d) => Some(d.to_string()),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        if names.is_empty() {
+            let cns = cert.subject().iter_common_name();
+            names.extend(cns.filter_map(|cn| cn.as_str().ok()).map(str::to_owned));
+        }
+        let serial = cert.raw_serial();
+        let serial = serial.iter().skip_while(|b| **b == 0).collect::<Vec<_>>();
+        let serial = if serial.is_empty() {
+            "00".to_owned()
+        } else {
+            serial.iter().map(|b| format!("{b:02X}")).collect()
+        };
+        Leaf {
+            names,
+            serial,
+            not_before: cert.validity().not_before.timestamp(),
+            not_after: cert.validity().not_after.timestamp(),
+            key_type: key_type(cert.public_key()),
+            spki: cert.public_key().raw.to_vec(),
+            is_ca: cert.is_ca(),
+            issuer_der: cert.issuer().as_raw().to_vec(),
+        }
+    }
+
+    /// Parses a DER certificate.
+    pub fn from_der(der: &[u8]) -> Result<Leaf, String> {
+        X509Certificate::from_der(der)
+            .map(|(_, cert)| Leaf::from_cert(&cert))
+            .map_err(|e| format!("not an X.509 certificate: {e}"))
+    }
+
+    /// Whether any of the leaf's names covers `domain` (`*.x` covers one label).
+    pub fn covers(&self, domain: &str) -> bool {
+        self.names.iter().any(|n| name_covers(n, domain))
+    }
+
+    /// The not-after as RFC 3339 (UTC), for people.
+    pub fn not_after_rfc3339(&self) -> String {
+        rfc3339(self.not_after)
+    }
+}
+
+/// Formats Unix seconds as RFC 3339 UTC.
+pub fn rfc3339(unix: i64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix.max(0) as u64);
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// DNS name comparison: case-insensitive, a trailing dot ignored.
+fn same_name(a: &str, b: &str) -> bool {
+    a.trim_end_matches('.')
+        .eq_ignore_ascii_case(b.trim_end_matches('.'))
+}
+
+/// Whether a certificate name covers a domain. A wildcard `*.example.com` covers
+/// exactly one extra label (`a.example.com`, not `example.com` nor `a.b.example.com`),
+/// as RFC 6125 and every TLS client have it. Asking for the wildcard itself matches it.
+pub fn name_covers(cert_name: &str, domain: &str) -> bool {
+    if same_name(cert_name, domain) {
+        return true;
+    }
+    let Some(suffix) = cert_name.strip_prefix("*.") else {
+        return false;
+    };
+    match domain.split_once('.') {
+        Some((label, rest)) => !label.is_empty() && label != "*" && same_name(suffix, rest),
+        None => false,
+    }
+}
+
+/// Whether `cert_name` names `domain` exactly (no wildcard expansion).
+pub fn name_is(cert_name: &str, domain: &str) -> bool {
+    same_name(cert_name, domain)
+}
+
+fn key_type(spki: &SubjectPublicKeyInfo<'_>) -> String {
+    match spki.parsed() {
+        Ok(PublicKey::RSA(rsa)) => format!("RSA {}", rsa.key_size()),
+        Ok(PublicKey::EC(_)) => {
+            let curve = spki
+                .algorithm
+                .parameters
+                .as_ref()
+                .and_then(|p| p.as_oid().ok());
+            match curve {
+                Some(c) if c == oid_registry::OID_EC_P256 => "EC P-256".into(),
+                Some(c) if c == oid_registry::OID_NIST_EC_P384 => "EC P-384".into(),
+                Some(c) if c == oid_registry::OID_NIST_EC_P521 => "EC P-521".into(),
+                Some(c) => format!("EC {c}"),
+                None => "EC".into(),
+            }
+        }
+        Ok(PublicKey::Unknown(_)) if spki.algorithm.algorithm == oid_registry::OID_SIG_ED25519 => {
+            "Ed25519".into()
+        }
+        _ => spki.algorithm.algorithm.to_id_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcard_covers_exactly_one_label() {
+        assert!(name_covers("*.example.com", "turn.example.com"));
+        assert!(name_covers("*.example.com", "TURN.Example.com."));
+        assert!(!name_covers("*.example.com", "example.com"));
+        assert!(!name_covers("*.example.com", "a.b.example.com"));
+        assert!(!name_covers("*.example.com", ".example.com"));
+        assert!(name_covers("*.example.com", "*.example.com"));
+        assert!(!name_covers("turn.example.com", "x.turn.example.com"));
+        assert!(name_covers("turn.example.com", "turn.example.com"));
+    }
+}
