@@ -6,10 +6,7 @@ use std::path::Path;
 use crate::support::bin::*;
 
 /// An out dir holding good files from the real fixture, and its state.
-fn good_out_dir() -> (
-    tempfile::TempDir,
-    std::collections::BTreeMap<String, (Vec<u8>, u32, u32, u64)>,
-) {
+fn good_out_dir() -> (tempfile::TempDir, DirState) {
     let tmp = tempfile::tempdir().unwrap();
     let acme = fixture("acme.json");
     certsync(&[

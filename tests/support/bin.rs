@@ -81,8 +81,11 @@ pub fn certsync_env(args: &[&str], env: &[(&str, &str)]) -> Run {
     )
 }
 
-/// Every file in a folder: content, mode, owner and inode, to prove nothing moved.
-pub fn dir_state(dir: &Path) -> BTreeMap<String, (Vec<u8>, u32, u32, u64)> {
+/// Per file name: content, mode, owner and inode.
+pub type DirState = BTreeMap<String, (Vec<u8>, u32, u32, u64)>;
+
+/// Every file in a folder, to prove nothing moved.
+pub fn dir_state(dir: &Path) -> DirState {
     std::fs::read_dir(dir)
         .unwrap()
         .flatten()
