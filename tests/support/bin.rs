@@ -5,15 +5,9 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use base64::Engine;
 use serde_json::Value;
 
-/// A file under `fixtures/`.
-pub fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures")
-        .join(name)
-}
+pub use super::{fixture, free_port};
 
 /// What one run of the binary did.
 #[derive(Debug)]
@@ -123,12 +117,145 @@ impl Acme {
     }
 }
 
-pub fn b64_decode(s: &Value) -> Vec<u8> {
-    base64::engine::general_purpose::STANDARD
-        .decode(s.as_str().unwrap())
-        .unwrap()
+/// Decodes a base64 field of an acme.json entry.
+pub fn b64_field(s: &Value) -> Vec<u8> {
+    super::b64_decode(s.as_str().expect("a string field"))
 }
 
 pub fn b64_encode(bytes: &[u8]) -> Value {
-    Value::String(base64::engine::general_purpose::STANDARD.encode(bytes))
+    Value::String(base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        bytes,
+    ))
+}
+
+/// Polls `f` every 5 ms until it holds; panics with `what` after `timeout`.
+#[track_caller]
+pub fn wait_until(timeout: std::time::Duration, what: &str, mut f: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !f() {
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+/// A `certsync` daemon running in the background; killed on drop.
+pub struct Daemon {
+    child: std::process::Child,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    pub fn start(args: &[&str], env: &[(&str, &str)]) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("certsync.log");
+        let child = command()
+            .args(args)
+            .envs(env.iter().copied())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::fs::File::create(dir.path().join("stdout")).unwrap())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start certsync");
+        Daemon {
+            child,
+            log,
+            _dir: dir,
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the log contains `piece`.
+    #[track_caller]
+    pub fn wait_log(&self, piece: &str, timeout: std::time::Duration) {
+        let start = std::time::Instant::now();
+        while !self.log().contains(piece) {
+            assert!(
+                start.elapsed() < timeout,
+                "no {piece:?} in the log after {timeout:?}:\n{}",
+                self.log()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), signal).unwrap();
+    }
+
+    /// Waits for the process to exit; `None` if it is still running after `timeout`.
+    pub fn wait_exit(&mut self, timeout: std::time::Duration) -> Option<std::process::ExitStatus> {
+        let start = std::time::Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if start.elapsed() > timeout {
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `GET path` over plain HTTP/1.1; returns the status code and the body.
+pub fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::Read;
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect to the metrics listener");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    std::io::Write::write_all(&mut stream, request.as_bytes()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// Two valid acme.json contents that differ only in which certificate `le` holds for
+/// turn.example.test: the RSA one (as issued) or the EC one (swapped in). Switching
+/// between them is a renewal as far as a reader can tell.
+pub fn two_versions() -> (Vec<u8>, Vec<u8>) {
+    let original = std::fs::read(fixture("acme.json")).unwrap();
+    let mut acme = Acme::load(&fixture("acme.json"));
+    let ec = acme.entry("le-ec", "turn.example.test").clone();
+    let le = acme.entry("le", "turn.example.test");
+    le["certificate"] = ec["certificate"].clone();
+    le["key"] = ec["key"].clone();
+    le["domain"] = serde_json::json!({"main": "turn.example.test"});
+    (original, serde_json::to_vec_pretty(&acme.0).unwrap())
+}
+
+/// Rewrites a file the way Traefik does: truncate in place, then write (same inode).
+pub fn rewrite_in_place(path: &Path, content: &[u8]) {
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(path)
+        .unwrap();
+    std::io::Write::write_all(&mut f, content).unwrap();
 }
