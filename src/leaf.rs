@@ -1,10 +1,13 @@
 //! What certsync needs to know about a leaf certificate, read once with x509-parser:
 //! the names it covers, its serial, its validity window and its key type.
 
+use base64::Engine;
 use x509_parser::extensions::GeneralName;
 use x509_parser::oid_registry;
 use x509_parser::prelude::*;
 use x509_parser::public_key::PublicKey;
+
+use crate::source::Encoding;
 
 /// Facts about one leaf certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,6 +82,73 @@ impl Leaf {
     pub fn not_after_rfc3339(&self) -> String {
         rfc3339(self.not_after)
     }
+}
+
+/// The DER of the first certificate of a chain as a source stores it (base64 of PEM
+/// text in acme.json, PEM text from certbot), appended to `out`; `scratch` is reused
+/// between calls. Errors say which layer is broken, for `certsync list`.
+///
+/// `list` and the per-certificate metrics do this for every entry of a store, so the
+/// PEM step takes a shortcut for the exact shape Go's `pem.Encode` writes; anything
+/// else goes through the `pem` crate, with the same result.
+pub fn stored_leaf_der(
+    text: &str,
+    encoding: Encoding,
+    scratch: &mut Vec<u8>,
+    out: &mut Vec<u8>,
+) -> Result<(), String> {
+    let pem_text = match encoding {
+        Encoding::Pem => text.as_bytes(),
+        Encoding::Base64 => {
+            scratch.clear();
+            base64::engine::general_purpose::STANDARD
+                .decode_vec(text.trim(), scratch)
+                .map_err(|e| format!("certificate is not base64: {e}"))?;
+            &scratch[..]
+        }
+    };
+    if first_certificate_fast(pem_text, out) {
+        return Ok(());
+    }
+    let block = ::pem::parse(pem_text).map_err(|e| format!("certificate is not PEM: {e}"))?;
+    out.extend_from_slice(block.contents());
+    Ok(())
+}
+
+/// Decodes the first block of `pem` into `out` when the text starts with a
+/// `CERTIFICATE` block of plain base64 lines, as Go and OpenSSL write it; false (and
+/// `out` untouched) for anything else, which `pem::parse` then handles. For text of
+/// that shape `pem::parse` yields exactly these bytes: its block is the first BEGIN to
+/// the first END, and without a blank line in the body it has no headers.
+fn first_certificate_fast(pem: &[u8], out: &mut Vec<u8>) -> bool {
+    const BEGIN: &[u8] = b"-----BEGIN CERTIFICATE-----";
+    const END: &[u8] = b"-----END CERTIFICATE-----";
+    let Some(rest) = pem.strip_prefix(BEGIN) else {
+        return false;
+    };
+    let mut body = Vec::with_capacity(rest.len().min(4096));
+    let mut previous = b'-';
+    for (i, &b) in rest.iter().enumerate() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'+' | b'/' | b'=' => body.push(b),
+            // A blank line inside the body would start `pem`'s header parsing.
+            b'\n' if previous != b'\n' || body.is_empty() => {}
+            b'-' if rest[i..].starts_with(END) && !body.is_empty() => {
+                let before = out.len();
+                return match base64::engine::general_purpose::STANDARD.decode_vec(&body, out) {
+                    Ok(()) => true,
+                    Err(_) => {
+                        // Let `pem` report the error in its words.
+                        out.truncate(before);
+                        false
+                    }
+                };
+            }
+            _ => return false,
+        }
+        previous = b;
+    }
+    false
 }
 
 /// Formats Unix seconds as RFC 3339 UTC.

@@ -2,10 +2,8 @@
 
 use std::io::Write;
 
-use base64::Engine;
-
 use crate::leaf::{self, Leaf};
-use crate::source::{Candidates, Encoding};
+use crate::source::Candidates;
 
 /// One row of the table.
 pub struct Row {
@@ -15,12 +13,15 @@ pub struct Row {
     pub leaf: Result<Leaf, String>,
 }
 
-/// Reads the leaf of every candidate (keys are not touched).
+/// Reads the leaf of every candidate (keys are not touched). Leaves the source reader
+/// already extracted ([`crate::source::Interest::with_leaves`]) are used as they are.
 pub fn rows(candidates: &Candidates<'_>) -> Vec<Row> {
+    let (mut scratch, mut der) = (Vec::new(), Vec::new());
     let mut rows: Vec<Row> = candidates
         .list
         .iter()
-        .map(|c| Row {
+        .enumerate()
+        .map(|(i, c)| Row {
             resolver: c.resolver.as_deref().unwrap_or("-").to_owned(),
             main: c.main.to_string(),
             sans: if c.sans.is_empty() {
@@ -28,7 +29,16 @@ pub fn rows(candidates: &Candidates<'_>) -> Vec<Row> {
             } else {
                 c.sans.join(",")
             },
-            leaf: decode_leaf(&c.certificate, c.encoding),
+            leaf: match candidates.leaves {
+                Some(leaves) => leaves.leaf(i),
+                // An entry read for its names only (no target could select it).
+                None if c.certificate.is_empty() => Err("not read in this pass".to_owned()),
+                None => {
+                    der.clear();
+                    leaf::stored_leaf_der(&c.certificate, c.encoding, &mut scratch, &mut der)
+                        .and_then(|()| Leaf::from_der(&der))
+                }
+            },
         })
         .collect();
     rows.extend(candidates.skipped.iter().map(|s| Row {
@@ -42,17 +52,6 @@ pub fn rows(candidates: &Candidates<'_>) -> Vec<Row> {
         leaf: Err(s.reason.to_owned()),
     }));
     rows
-}
-
-fn decode_leaf(text: &str, encoding: Encoding) -> Result<Leaf, String> {
-    let pem = match encoding {
-        Encoding::Base64 => base64::engine::general_purpose::STANDARD
-            .decode(text.trim())
-            .map_err(|e| format!("certificate is not base64: {e}"))?,
-        Encoding::Pem => text.as_bytes().to_vec(),
-    };
-    let block = ::pem::parse(&pem).map_err(|e| format!("certificate is not PEM: {e}"))?;
-    Leaf::from_der(block.contents())
 }
 
 /// Writes the table, aligned, to `out`.

@@ -39,11 +39,42 @@ fn main() -> ExitCode {
             if cli.once {
                 exit(runtime.block_on(certsync::once(&config)))
             } else {
-                eprintln!("certsync: the watch daemon is not available yet; use --once");
-                ExitCode::from(2)
+                let shutdown = match terminate(&runtime) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        eprintln!("certsync: cannot handle SIGTERM/SIGINT: {e}");
+                        return ExitCode::from(1);
+                    }
+                };
+                match runtime.block_on(certsync::watch::run(cli, config, shutdown)) {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        tracing::error!("{e:#}");
+                        ExitCode::from(1)
+                    }
+                }
             }
         }
     }
+}
+
+/// Completes on the first SIGTERM or SIGINT. The handlers are installed at once, so
+/// a signal during start-up is not lost to the default action.
+fn terminate(
+    runtime: &tokio::runtime::Runtime,
+) -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let _context = runtime.enter();
+    let (mut term, mut int) = (
+        signal(SignalKind::terminate())?,
+        signal(SignalKind::interrupt())?,
+    );
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
+        }
+    })
 }
 
 fn exit(ok: bool) -> ExitCode {

@@ -5,6 +5,12 @@
 //! without dropping a relayed call; `restart` drops every call and is there for servers
 //! that cannot reload.
 
+pub mod command;
+pub mod docker;
+pub mod procfs;
+pub mod systemd;
+
+use std::path::PathBuf;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
@@ -12,6 +18,99 @@ use serde::Deserialize;
 
 use crate::cli::ReloadArgs;
 use crate::config::ConfigError;
+use crate::verify::{self, VerifyError};
+
+/// What a reload needs to know about the files just written.
+#[derive(Debug, Clone)]
+pub struct Written {
+    pub target: String,
+    /// The domain the leaf was chosen for: SNI for the probe, `CERTSYNC_DOMAIN` for a command.
+    pub domain: String,
+    pub cert_path: PathBuf,
+    pub key_path: PathBuf,
+    /// DER of the leaf just written, to recognise it when served.
+    pub leaf_der: Vec<u8>,
+}
+
+/// Why a reload failed. The files stay written; the reload is retried.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("systemd: {0}")]
+    Systemd(String),
+    #[error("docker: {0}")]
+    Docker(String),
+    #[error("reload command: {0}")]
+    Command(String),
+    #[error(transparent)]
+    Verify(#[from] VerifyError),
+}
+
+/// What a reload method did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The reader was signalled, restarted, or the command ran.
+    Reloaded(String),
+    /// Nothing runs that could serve the old files (signal mode, or no container with
+    /// the label): not an error, and there is nothing to verify.
+    NothingRunning(String),
+}
+
+impl Outcome {
+    pub fn into_message(self) -> String {
+        match self {
+            Outcome::Reloaded(m) | Outcome::NothingRunning(m) => m,
+        }
+    }
+}
+
+/// Makes the target's reader load the new files, then checks that it serves them.
+/// Returns what was done, for the log.
+pub async fn run(spec: &ReloadSpec, written: &Written) -> Result<String, ReloadError> {
+    let started = std::time::Instant::now();
+    let outcome = match &spec.method {
+        None => Outcome::Reloaded(String::new()),
+        Some(Method::Systemd { unit, bus }) => {
+            systemd::reload_outcome(unit, *bus, spec.mode, spec.signal).await?
+        }
+        Some(Method::DockerContainer(name)) => {
+            let selector = docker::Selector::Container(name.clone());
+            docker::reload_outcome(&selector, spec.mode, spec.signal).await?
+        }
+        Some(Method::DockerLabel { key, value }) => {
+            let selector = docker::Selector::Label {
+                key: key.clone(),
+                value: value.clone(),
+            };
+            docker::reload_outcome(&selector, spec.mode, spec.signal).await?
+        }
+        Some(Method::Command(cmd)) => Outcome::Reloaded(command::reload(cmd, written).await?),
+    };
+    let (mut done, running) = match outcome {
+        Outcome::Reloaded(m) => (m, true),
+        Outcome::NothingRunning(m) => (m, false),
+    };
+    if let Some(v) = &spec.verify {
+        if !done.is_empty() {
+            done.push_str("; ");
+        }
+        if running {
+            let reloaded_in = started.elapsed();
+            let verified_in =
+                verify::wait_for_leaf(&v.addr, &written.domain, &written.leaf_der, v.timeout)
+                    .await?;
+            done.push_str(&format!(
+                "{} serves the new certificate {} ms after the reload began (reload {} ms, verify {} ms)",
+                v.addr,
+                started.elapsed().as_millis(),
+                reloaded_in.as_millis(),
+                verified_in.as_millis()
+            ));
+        } else {
+            done.push_str(&format!("{} not verified: nothing is running", v.addr));
+        }
+    }
+    Ok(done)
+}
 
 /// How one target's reader is told about new files.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,6 +158,39 @@ pub enum Mode {
 pub struct Verify {
     pub addr: String,
     pub timeout: Duration,
+}
+
+/// A reload owed to a target, recorded next to its files. It is set before the first
+/// attempt and cleared on success, so a reload that failed (or a certsync that died
+/// between writing and reloading) is still done by the next pass or the next
+/// `--once`, although the files themselves are then unchanged.
+pub struct Pending {
+    path: PathBuf,
+}
+
+impl Pending {
+    pub fn for_target(out: &crate::config::Output) -> Pending {
+        Pending {
+            path: out
+                .dir
+                .join(format!(".certsync-reload-pending.{}", out.cert_file)),
+        }
+    }
+
+    pub fn is_set(&self) -> bool {
+        self.path.exists()
+    }
+
+    pub fn set(&self) -> std::io::Result<()> {
+        std::fs::write(&self.path, b"")
+    }
+
+    pub fn clear(&self) -> std::io::Result<()> {
+        match std::fs::remove_file(&self.path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// The `[target.reload]` table of the TOML file.

@@ -7,16 +7,29 @@
 //! shape while parsing, in a single pass.
 //!
 //! Large Traefik instances keep thousands of certificates here and rewrite the whole
-//! file on every renewal, so the parser borrows every string from the input instead of
-//! building a DOM: the base64 payloads stay undecoded until a certificate is chosen.
+//! file on every renewal, so it is read in one of two ways, neither of which builds a
+//! DOM or decodes base64 before a certificate is chosen:
+//!
+//! - [`parse`]: `serde_json` over the whole file in memory, borrowing every string from
+//!   it. It is the definition of what certsync accepts.
+//! - [`read_streamed`]: a single pass through a small buffer ([`stream`]) that keeps,
+//!   of each entry, only what an [`Interest`] asks for. It is a fast path: whatever it
+//!   is not sure to read exactly as [`parse`] would, it leaves to [`parse`].
+
+mod stream;
 
 use std::borrow::Cow;
 use std::fmt;
+use std::io::Read;
+use std::ops::Range;
 
 use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
+use zeroize::Zeroizing;
 
-use super::{Candidate, Encoding, Skipped};
+pub use stream::GiveUp;
+
+use super::{Candidate, Candidates, Encoding, Interest, Leaves, Skipped};
 
 /// Every usable entry of one acme.json, plus what was skipped and why.
 #[derive(Debug, Default)]
@@ -60,23 +73,170 @@ pub fn parse(bytes: &[u8]) -> Result<AcmeDocument<'_>, AcmeParseError> {
     })
 }
 
+/// An acme.json read by [`read_streamed`]: the names of every entry, the certificate
+/// and key of the entries the [`Interest`] wants, the leaf of each entry if it wants
+/// them, and the skipped entries.
+pub struct Streamed {
+    resolvers: Vec<String>,
+    /// Every entry's main name and SANs, one after the other (one allocation, not
+    /// thousands: a daemon's heap stays compact between passes).
+    names: String,
+    san_spans: Vec<Range<usize>>,
+    entries: Vec<StreamedEntry>,
+    skipped: Vec<Skipped>,
+    leaves: Option<Leaves>,
+}
+
+struct StreamedEntry {
+    resolver: Option<usize>,
+    main: Range<usize>,
+    /// Into `san_spans`.
+    sans: Range<usize>,
+    /// The certificate and key, when some target could select this entry.
+    material: Option<(String, Zeroizing<String>)>,
+}
+
+/// Reads an acme.json from `src` in one pass, keeping what `interest` asks for, and
+/// hands every byte read to `on_bytes`. [`GiveUp`] means the file must be read whole
+/// and given to [`parse`], which then reports the error, if any, exactly.
+pub fn read_streamed(
+    src: impl Read,
+    interest: &Interest,
+    on_bytes: impl FnMut(&[u8]),
+) -> Result<Streamed, GiveUp> {
+    let mut collector = Collector {
+        interest,
+        doc: Streamed {
+            resolvers: Vec::new(),
+            names: String::new(),
+            san_spans: Vec::new(),
+            entries: Vec::new(),
+            skipped: Vec::new(),
+            leaves: interest.leaves.then(Leaves::default),
+        },
+        scratch: Vec::new(),
+    };
+    stream::scan(src, &mut collector, on_bytes)?;
+    Ok(collector.doc)
+}
+
+impl Streamed {
+    /// The same candidates [`parse`] gives, except that the certificate and key of an
+    /// entry no target can select are empty.
+    pub fn candidates(&self) -> Candidates<'_> {
+        let text = |r: &Range<usize>| Cow::Borrowed(&self.names[r.clone()]);
+        let list = self
+            .entries
+            .iter()
+            .map(|e| {
+                let (certificate, key) = match &e.material {
+                    Some((c, k)) => (c.as_str(), k.as_str()),
+                    None => ("", ""),
+                };
+                Candidate {
+                    resolver: e.resolver.map(|i| Cow::Borrowed(self.resolvers[i].as_str())),
+                    main: text(&e.main),
+                    sans: self.san_spans[e.sans.clone()].iter().map(text).collect(),
+                    certificate: Cow::Borrowed(certificate),
+                    key: Cow::Borrowed(key),
+                    encoding: Encoding::Base64,
+                }
+            })
+            .collect();
+        Candidates {
+            list,
+            skipped: self.skipped.clone(),
+            leaves: self.leaves.as_ref(),
+        }
+    }
+
+    /// Resolver names in file order (empty for v1).
+    pub fn resolvers(&self) -> &[String] {
+        &self.resolvers
+    }
+}
+
+/// Turns the scanner's entries into a [`Streamed`], with the rules of
+/// [`AcmeDocument::push_all`].
+struct Collector<'i> {
+    interest: &'i Interest,
+    doc: Streamed,
+    scratch: Vec<u8>,
+}
+
+impl stream::Handler for Collector<'_> {
+    fn resolver(&mut self, name: &str) {
+        self.doc.resolvers.push(name.to_owned());
+    }
+
+    fn entry(&mut self, raw: stream::RawEntry<'_>) {
+        let doc = &mut self.doc;
+        let resolver = raw.resolver.map(|i| doc.resolvers[i].as_str());
+        let main = raw.main.unwrap_or_default();
+        let sans = raw.sans.unwrap_or_default();
+        let certificate = raw.certificate.filter(|c| !c.is_empty());
+        let key = raw.key.filter(|k| !k.is_empty());
+        let (certificate, key) = match (certificate, key) {
+            _ if main.is_empty() => return doc.skip(raw.resolver, main, "no main domain"),
+            (None, _) => return doc.skip(raw.resolver, main, "empty certificate"),
+            (_, None) => return doc.skip(raw.resolver, main, "empty key"),
+            (Some(c), Some(k)) => (c, k),
+        };
+        let material = self
+            .interest
+            .wants_material(resolver, main, sans)
+            .then(|| (certificate.to_owned(), Zeroizing::new(key.to_owned())));
+        if let Some(leaves) = &mut doc.leaves {
+            leaves.push(certificate, Encoding::Base64, &mut self.scratch);
+        }
+        let main = doc.push_name(main);
+        let first_san = doc.san_spans.len();
+        for san in sans {
+            let span = doc.push_name(san);
+            doc.san_spans.push(span);
+        }
+        doc.entries.push(StreamedEntry {
+            resolver: raw.resolver,
+            main,
+            sans: first_san..doc.san_spans.len(),
+            material,
+        });
+    }
+}
+
+impl Streamed {
+    fn push_name(&mut self, name: &str) -> Range<usize> {
+        let start = self.names.len();
+        self.names.push_str(name);
+        start..self.names.len()
+    }
+
+    fn skip(&mut self, resolver: Option<usize>, main: &str, reason: &'static str) {
+        self.skipped.push(Skipped {
+            resolver: resolver.map(|i| self.resolvers[i].clone()),
+            main: main.to_owned(),
+            reason,
+        });
+    }
+}
+
 #[derive(Deserialize)]
 struct RawCertificate<'a> {
     #[serde(alias = "Domain", borrow, default)]
     domain: Option<RawDomain<'a>>,
     #[serde(alias = "Certificate", borrow, default)]
-    certificate: Option<Cow<'a, str>>,
+    certificate: Option<Text<'a>>,
     #[serde(alias = "Key", borrow, default)]
-    key: Option<Cow<'a, str>>,
+    key: Option<Text<'a>>,
     // `Store`, and anything a later Traefik adds, are ignored.
 }
 
 #[derive(Deserialize)]
 struct RawDomain<'a> {
     #[serde(alias = "Main", borrow, default)]
-    main: Option<Cow<'a, str>>,
+    main: Option<Text<'a>>,
     #[serde(alias = "SANs", borrow, default)]
-    sans: Option<Vec<Cow<'a, str>>>,
+    sans: Option<Vec<Text<'a>>>,
 }
 
 /// One resolver's object in the v2/v3 layout.
@@ -87,11 +247,47 @@ struct RawResolver<'a> {
     // `Account` is optional and never needed.
 }
 
+/// A JSON string that borrows from the input unless it holds escapes.
+///
+/// `#[serde(borrow)]` only borrows a field whose type is `Cow<str>` itself: inside an
+/// `Option` or a `Vec`, serde's own `Cow` impl copies every string. For the base64
+/// payloads that is the whole file copied once more, so this does what `borrow` means.
+struct Text<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct TextVisitor;
+        impl<'de> Visitor<'de> for TextVisitor {
+            type Value = Cow<'de, str>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Cow::Borrowed(v))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Cow::Owned(v.to_owned()))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Cow::Owned(v))
+            }
+        }
+        deserializer.deserialize_str(TextVisitor).map(Text)
+    }
+}
+
 impl<'a> AcmeDocument<'a> {
     fn push_all(&mut self, resolver: Option<Cow<'a, str>>, certs: Vec<RawCertificate<'a>>) {
         for raw in certs {
             let (main, sans) = match raw.domain {
-                Some(d) => (d.main.unwrap_or_default(), d.sans.unwrap_or_default()),
+                Some(d) => (
+                    d.main.map(|t| t.0).unwrap_or_default(),
+                    d.sans
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|t| t.0)
+                        .collect(),
+                ),
                 None => (Cow::Borrowed(""), Vec::new()),
             };
             let skip = |reason| Skipped {
@@ -99,8 +295,8 @@ impl<'a> AcmeDocument<'a> {
                 main: main.to_string(),
                 reason,
             };
-            let certificate = raw.certificate.filter(|c| !c.is_empty());
-            let key = raw.key.filter(|k| !k.is_empty());
+            let certificate = raw.certificate.map(|t| t.0).filter(|c| !c.is_empty());
+            let key = raw.key.map(|t| t.0).filter(|k| !k.is_empty());
             match (certificate, key) {
                 _ if main.is_empty() => self.skipped.push(skip("no main domain")),
                 (None, _) => self.skipped.push(skip("empty certificate")),

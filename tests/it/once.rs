@@ -41,11 +41,11 @@ fn writes_the_chain_and_key_exactly_as_traefik_stored_them() {
     let entry = acme.entry("le", "turn.example.test");
     assert_eq!(
         std::fs::read(out.join("fullchain.pem")).unwrap(),
-        b64_decode(&entry["certificate"])
+        b64_field(&entry["certificate"])
     );
     assert_eq!(
         std::fs::read(out.join("privkey.pem")).unwrap(),
-        b64_decode(&entry["key"])
+        b64_field(&entry["key"])
     );
     assert_eq!(mode(&out.join("fullchain.pem")), 0o644);
     assert_eq!(mode(&out.join("privkey.pem")), 0o600);
@@ -100,7 +100,7 @@ fn selection_prefers_main_then_san_then_wildcard_and_honours_the_resolver() {
     assert_eq!(serial_of(&ec).key_type, "EC P-256");
     assert_eq!(
         std::fs::read(ec.join("privkey.pem")).unwrap(),
-        b64_decode(&acme.entry("le-ec", "turn.example.test")["key"])
+        b64_field(&acme.entry("le-ec", "turn.example.test")["key"])
     );
 
     // A SAN of the RSA certificate.
@@ -136,7 +136,7 @@ fn ties_go_to_the_latest_not_after() {
     let mut acme = Acme::load(&fixture("acme.json"));
     let not_after = |v: &serde_json::Value| {
         certsync::leaf::Leaf::from_der(
-            ::pem::parse(b64_decode(&v["certificate"]))
+            ::pem::parse(b64_field(&v["certificate"]))
                 .unwrap()
                 .contents(),
         )
@@ -220,7 +220,7 @@ fn traefik_v1_layout_is_read_too() {
     let mut acme = Acme::load(&fixture("acme.json"));
     assert_eq!(
         std::fs::read(tmp.path().join("privkey.pem")).unwrap(),
-        b64_decode(&acme.entry("le", "turn.example.test")["key"])
+        b64_field(&acme.entry("le", "turn.example.test")["key"])
     );
 }
 
@@ -246,10 +246,10 @@ fn certbot_lineage_and_its_deploy_hook_variable() {
     std::fs::create_dir_all(&live).unwrap();
     std::fs::write(
         archive.join("fullchain1.pem"),
-        b64_decode(&entry["certificate"]),
+        b64_field(&entry["certificate"]),
     )
     .unwrap();
-    std::fs::write(archive.join("privkey1.pem"), b64_decode(&entry["key"])).unwrap();
+    std::fs::write(archive.join("privkey1.pem"), b64_field(&entry["key"])).unwrap();
     std::os::unix::fs::symlink(
         "../../archive/turn.example.test/fullchain1.pem",
         live.join("fullchain.pem"),
@@ -272,7 +272,7 @@ fn certbot_lineage_and_its_deploy_hook_variable() {
     .expect_code(0);
     assert_eq!(
         std::fs::read(out.join("privkey.pem")).unwrap(),
-        b64_decode(&entry["key"])
+        b64_field(&entry["key"])
     );
     assert!(!std::fs::symlink_metadata(out.join("privkey.pem"))
         .unwrap()
@@ -287,7 +287,7 @@ fn certbot_lineage_and_its_deploy_hook_variable() {
     .expect_code(0);
     assert_eq!(
         std::fs::read(out2.join("fullchain.pem")).unwrap(),
-        b64_decode(&entry["certificate"])
+        b64_field(&entry["certificate"])
     );
 
     // A domain the lineage does not cover is refused.

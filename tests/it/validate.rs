@@ -164,7 +164,7 @@ fn an_ec_key_for_an_rsa_leaf_is_refused() {
 fn a_chain_that_does_not_start_with_the_leaf_is_refused() {
     let (_t, path) = broken(|a| {
         let e = a.entry("le", "turn.example.test");
-        let pem = String::from_utf8(b64_decode(&e["certificate"])).unwrap();
+        let pem = String::from_utf8(b64_field(&e["certificate"])).unwrap();
         let mut blocks: Vec<String> = pem
             .split_inclusive("-----END CERTIFICATE-----\n")
             .map(str::to_owned)
@@ -247,7 +247,7 @@ fn private_keys_never_reach_the_output() {
         .unwrap()
         .to_owned();
     let key_pem =
-        String::from_utf8(b64_decode(&acme.entry("le", "turn.example.test")["key"])).unwrap();
+        String::from_utf8(b64_field(&acme.entry("le", "turn.example.test")["key"])).unwrap();
     // The body lines of the PEM, and a slice of the base64 field.
     let mut secrets: Vec<&str> = key_pem
         .lines()

@@ -1,0 +1,434 @@
+//! Reload through the Docker Engine API, with bollard.
+//!
+//! The engine is found as the docker CLI finds it: `DOCKER_HOST` (`unix://…`, or
+//! `tcp://…` for a docker-socket-proxy), else `/var/run/docker.sock`. The API version
+//! is negotiated, so older engines work too. Every call has a timeout.
+//!
+//! * One container (`--docker-container`): inspected first. In `signal` mode a
+//!   container that is not running is left alone (it reads the new files when it
+//!   starts); a running one is killed with the signal. In `restart` mode it is
+//!   restarted (which also starts a stopped one, like systemd's RestartUnit).
+//! * A label (`--docker-label`): every *running* container with that label, except
+//!   compose one-off containers (`com.docker.compose.oneoff=True`: `docker compose
+//!   run` shells and jobs, which are not the server). They are handled one after the
+//!   other (a rolling restart in `restart` mode). None running is not an error in
+//!   either mode: nothing serves the old certificate, and whatever starts later reads
+//!   the new files. `restart` mode does not start stopped containers: the operator
+//!   stopped them.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::time::Duration;
+
+use bollard::errors::Error as DockerError;
+use bollard::query_parameters::{
+    InspectContainerOptions, KillContainerOptions, ListContainersOptions, RestartContainerOptions,
+};
+use bollard::Docker;
+use nix::sys::signal::Signal;
+
+use super::{procfs, Mode, Outcome, ReloadError};
+
+/// One API call (connect, version, inspect, list, kill).
+const CALL_TIMEOUT: Duration = Duration::from_secs(15);
+/// A restart: the container's stop timeout (10 s unless set) plus its start.
+const RESTART_TIMEOUT: Duration = Duration::from_secs(120);
+/// The label compose puts on `docker compose run` containers.
+const ONEOFF_LABEL: &str = "com.docker.compose.oneoff";
+
+/// Which containers to reload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selector {
+    Container(String),
+    Label { key: String, value: String },
+}
+
+/// Signal mode: kill with `signal`. Restart mode: restart. Returns what was done.
+pub async fn reload(
+    selector: &Selector,
+    mode: Mode,
+    signal: Signal,
+) -> Result<String, ReloadError> {
+    reload_outcome(selector, mode, signal)
+        .await
+        .map(Outcome::into_message)
+}
+
+/// [`reload`], telling apart "nothing is running" (nothing to verify).
+pub async fn reload_outcome(
+    selector: &Selector,
+    mode: Mode,
+    signal: Signal,
+) -> Result<Outcome, ReloadError> {
+    let api = Api::connect().await?;
+    match selector {
+        Selector::Container(name) => api.one(name, mode, signal).await,
+        Selector::Label { key, value } => api.labelled(key, value, mode, signal).await,
+    }
+}
+
+/// Where the engine is expected, as the user configured it.
+pub fn engine_address() -> String {
+    match std::env::var("DOCKER_HOST") {
+        Ok(h) if !h.is_empty() => h,
+        _ => "unix:///var/run/docker.sock".to_owned(),
+    }
+}
+
+struct Api {
+    docker: Docker,
+    address: String,
+}
+
+impl Api {
+    async fn connect() -> Result<Api, ReloadError> {
+        let address = engine_address();
+        let docker = Docker::connect_with_defaults()
+            .map_err(|e| {
+                ReloadError::Docker(format!(
+                    "cannot reach the Docker Engine API at {address}: {}",
+                    chain(&e)
+                ))
+            })?
+            .with_timeout(RESTART_TIMEOUT);
+        // bollard speaks API 1.49 by default; older engines refuse it. Negotiating is
+        // also the first contact, so an unreachable engine is reported here.
+        let docker = match tokio::time::timeout(CALL_TIMEOUT, docker.negotiate_version()).await {
+            Ok(Ok(d)) => d,
+            Ok(Err(e @ DockerError::DockerResponseServerError { .. })) => {
+                return Err(ReloadError::Docker(format!(
+                    "{} (is DOCKER_HOST a Docker Engine API, or a socket proxy that allows GET /version?)",
+                    transport_or_api(&address, "GET /version", &e)
+                        .to_string()
+                        .trim_start_matches("docker: ")
+                )))
+            }
+            Ok(Err(e)) => return Err(transport_or_api(&address, "GET /version", &e)),
+            Err(_) => return Err(no_answer(&address, "GET /version", CALL_TIMEOUT)),
+        };
+        Ok(Api { docker, address })
+    }
+
+    async fn call<T>(
+        &self,
+        what: &str,
+        limit: Duration,
+        f: impl Future<Output = Result<T, DockerError>>,
+    ) -> Result<Result<T, DockerError>, ReloadError> {
+        match tokio::time::timeout(limit, f).await {
+            Ok(r) => Ok(r),
+            Err(_) => Err(no_answer(&self.address, what, limit)),
+        }
+    }
+
+    async fn inspect(&self, name: &str) -> Result<Inspected, ReloadError> {
+        let inspected = self
+            .call(
+                "inspect",
+                CALL_TIMEOUT,
+                self.docker
+                    .inspect_container(name, None::<InspectContainerOptions>),
+            )
+            .await?;
+        let info = match inspected {
+            Ok(i) => i,
+            Err(DockerError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => {
+                return Err(ReloadError::Docker(format!(
+                    "no such container {name} (engine at {})",
+                    self.address
+                )))
+            }
+            Err(e) => {
+                return Err(transport_or_api(
+                    &self.address,
+                    &format!("inspect {name}"),
+                    &e,
+                ))
+            }
+        };
+        let state = info.state.unwrap_or_default();
+        Ok(Inspected {
+            id: info.id.unwrap_or_default(),
+            running: state.running.unwrap_or(false) && !state.restarting.unwrap_or(false),
+            status: state
+                .status
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| "unknown".into()),
+            pid: state.pid.and_then(|p| u32::try_from(p).ok()).unwrap_or(0),
+        })
+    }
+
+    async fn one(&self, name: &str, mode: Mode, signal: Signal) -> Result<Outcome, ReloadError> {
+        match mode {
+            Mode::Signal => match self.signal_one(name, signal).await? {
+                Kill::Sent => Ok(Outcome::Reloaded(format!(
+                    "sent {} to container {name}",
+                    signal.as_str()
+                ))),
+                Kill::NotRunning(status) => Ok(Outcome::NothingRunning(not_running(name, &status))),
+            },
+            Mode::Restart => {
+                let status = self.inspect(name).await?.status;
+                self.restart(name).await?;
+                Ok(Outcome::Reloaded(format!(
+                    "restarted container {name} (was {status})"
+                )))
+            }
+        }
+    }
+
+    /// Inspect, then kill with `signal` if it runs and (when this host shows its
+    /// processes) once they handle the signal.
+    async fn signal_one(&self, name: &str, signal: Signal) -> Result<Kill, ReloadError> {
+        let c = self.inspect(name).await?;
+        if !c.running {
+            return Ok(Kill::NotRunning(c.status));
+        }
+        let procs = procfs::targets(c.pid, &procfs::Owner::Container(&c.id));
+        procfs::wait_until_handled(&procs, signal)
+            .await
+            .map_err(|e| ReloadError::Docker(format!("container {name}: {e}")))?;
+        self.kill(name, signal).await
+    }
+
+    async fn labelled(
+        &self,
+        key: &str,
+        value: &str,
+        mode: Mode,
+        signal: Signal,
+    ) -> Result<Outcome, ReloadError> {
+        let label = format!("{key}={value}");
+        let filters = HashMap::from([("label".to_owned(), vec![label.clone()])]);
+        let options = ListContainersOptions {
+            all: false, // running (and paused) containers only
+            filters: Some(filters),
+            ..Default::default()
+        };
+        let listed = self
+            .call(
+                "list containers",
+                CALL_TIMEOUT,
+                self.docker.list_containers(Some(options)),
+            )
+            .await?
+            .map_err(|e| {
+                transport_or_api(
+                    &self.address,
+                    &format!("list containers with label {label}"),
+                    &e,
+                )
+            })?;
+        let mut targets = Vec::new();
+        let mut oneoffs = Vec::new();
+        for c in listed {
+            let name = c
+                .names
+                .as_ref()
+                .and_then(|n| n.first())
+                .map(|n| n.trim_start_matches('/').to_owned())
+                .or(c.id.clone())
+                .unwrap_or_default();
+            let oneoff = c
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(ONEOFF_LABEL))
+                .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+            if oneoff {
+                oneoffs.push(name);
+            } else {
+                targets.push(name);
+            }
+        }
+        targets.sort();
+        oneoffs.sort();
+        let skipped = if oneoffs.is_empty() {
+            String::new()
+        } else {
+            format!(" (left alone: compose one-off {})", oneoffs.join(", "))
+        };
+        if targets.is_empty() {
+            tracing::warn!(label = %label, "no running container has this label; nothing to reload");
+            return Ok(Outcome::NothingRunning(format!(
+                "no running container has the label {label}{skipped}; whatever starts later reads the new files"
+            )));
+        }
+        let mut done = Vec::new();
+        let mut failed = Vec::new();
+        let mut stopped = 0;
+        for name in &targets {
+            let r = match mode {
+                Mode::Signal => self.signal_one(name, signal).await.map(|k| match k {
+                    Kill::Sent => name.clone(),
+                    Kill::NotRunning(_) => {
+                        stopped += 1;
+                        format!("{name} (stopped meanwhile)")
+                    }
+                }),
+                Mode::Restart => self.restart(name).await.map(|()| name.clone()),
+            };
+            match r {
+                Ok(n) => done.push(n),
+                Err(e) => failed.push(e.to_string()),
+            }
+        }
+        let verb = match mode {
+            Mode::Signal => format!("sent {} to", signal.as_str()),
+            Mode::Restart => "restarted".to_owned(),
+        };
+        if failed.is_empty() && stopped == done.len() {
+            Ok(Outcome::NothingRunning(format!(
+                "the containers with label {label} stopped meanwhile ({}){skipped}; they will read the new files when they start",
+                done.join(", ")
+            )))
+        } else if failed.is_empty() {
+            Ok(Outcome::Reloaded(format!(
+                "{verb} {} container{} with label {label}: {}{skipped}",
+                done.len(),
+                if done.len() == 1 { "" } else { "s" },
+                done.join(", ")
+            )))
+        } else {
+            Err(ReloadError::Docker(format!(
+                "label {label}: {} of {} containers failed: {}{}",
+                failed.len(),
+                targets.len(),
+                failed.join("; "),
+                if done.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({verb} {})", done.join(", "))
+                }
+            )))
+        }
+    }
+
+    async fn kill(&self, name: &str, signal: Signal) -> Result<Kill, ReloadError> {
+        let options = KillContainerOptions {
+            signal: signal.as_str().to_owned(),
+        };
+        match self
+            .call(
+                "kill",
+                CALL_TIMEOUT,
+                self.docker.kill_container(name, Some(options)),
+            )
+            .await?
+        {
+            Ok(()) => Ok(Kill::Sent),
+            // Stopped between the look-up and the kill: it reads the files when it starts.
+            Err(DockerError::DockerResponseServerError {
+                status_code: 409,
+                message,
+            }) if message.contains("is not running") => {
+                Ok(Kill::NotRunning("stopped meanwhile".into()))
+            }
+            Err(DockerError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Err(ReloadError::Docker(format!(
+                "no such container {name} (engine at {})",
+                self.address
+            ))),
+            Err(e) => Err(transport_or_api(
+                &self.address,
+                &format!("kill {name} with {}", signal.as_str()),
+                &e,
+            )),
+        }
+    }
+
+    async fn restart(&self, name: &str) -> Result<(), ReloadError> {
+        match self
+            .call(
+                "restart",
+                RESTART_TIMEOUT,
+                self.docker
+                    .restart_container(name, None::<RestartContainerOptions>),
+            )
+            .await?
+        {
+            Ok(()) => Ok(()),
+            Err(DockerError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Err(ReloadError::Docker(format!(
+                "no such container {name} (engine at {})",
+                self.address
+            ))),
+            Err(e) => Err(transport_or_api(
+                &self.address,
+                &format!("restart {name}"),
+                &e,
+            )),
+        }
+    }
+}
+
+enum Kill {
+    Sent,
+    /// With the container's status.
+    NotRunning(String),
+}
+
+struct Inspected {
+    id: String,
+    running: bool,
+    status: String,
+    /// Host pid of the container's first process (0 when not running).
+    pid: u32,
+}
+
+fn not_running(name: &str, status: &str) -> String {
+    format!("container {name} is not running ({status}); it will read the new files when it starts")
+}
+
+fn no_answer(address: &str, what: &str, limit: Duration) -> ReloadError {
+    ReloadError::Docker(format!(
+        "{what}: the Docker Engine API at {address} did not answer within {} s",
+        limit.as_secs()
+    ))
+}
+
+/// An answer from the engine is quoted; anything else means the engine was not reached.
+fn transport_or_api(address: &str, what: &str, e: &DockerError) -> ReloadError {
+    match e {
+        DockerError::DockerResponseServerError {
+            status_code,
+            message,
+        } => ReloadError::Docker(format!(
+            "{what}: the engine at {address} answered {status_code}: {}",
+            if message.trim().is_empty() {
+                "(no message)"
+            } else {
+                message.trim()
+            }
+        )),
+        DockerError::RequestTimeoutError => no_answer(address, what, RESTART_TIMEOUT),
+        DockerError::JsonDataError { .. } | DockerError::JsonSerdeError { .. } => {
+            ReloadError::Docker(format!(
+                "{what}: unexpected answer from {address} (is it a Docker Engine API?): {}",
+                chain(e)
+            ))
+        }
+        _ => ReloadError::Docker(format!(
+            "cannot reach the Docker Engine API at {address} ({what}): {}",
+            chain(e)
+        )),
+    }
+}
+
+/// An error with its sources: "client error (Connect): tcp connect error: Connection refused".
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        let t = inner.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        src = inner.source();
+    }
+    s
+}
