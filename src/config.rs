@@ -368,21 +368,6 @@ fn parse_listen(s: &str) -> Result<Option<SocketAddr>, ConfigError> {
     })
 }
 
-/// Global settings of the TOML file.
-#[derive(Debug, Default, Deserialize)]
-struct Globals {
-    #[serde(default, with = "humantime_serde")]
-    debounce: Option<Duration>,
-    #[serde(default, with = "humantime_serde")]
-    resync: Option<Duration>,
-    metrics_listen: Option<String>,
-    textfile: Option<PathBuf>,
-    #[serde(default, with = "humantime_serde")]
-    expiry_warning: Option<Duration>,
-    #[serde(default, with = "humantime_serde")]
-    expiry_critical: Option<Duration>,
-}
-
 /// The TOML file, as in the contract's "Config file" section.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -405,7 +390,8 @@ struct RawFile {
 
 struct FileConfig {
     source: Option<SourceSpec>,
-    globals: Globals,
+    /// The global settings (its `target` list is moved out into `targets`).
+    globals: RawFile,
     targets: Vec<Target>,
 }
 
@@ -414,9 +400,9 @@ impl FileConfig {
         let where_ = path.display();
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError(format!("cannot read {where_}: {e}")))?;
-        let raw: RawFile =
+        let mut raw: RawFile =
             toml::from_str(&text).map_err(|e| ConfigError(format!("{where_}: {e}")))?;
-        let source = match (raw.acme, raw.certbot_lineage) {
+        let source = match (raw.acme.take(), raw.certbot_lineage.take()) {
             (Some(a), None) => Some(SourceSpec::Acme(a)),
             (None, Some(c)) => Some(SourceSpec::Certbot(c)),
             (Some(_), Some(_)) => {
@@ -424,22 +410,14 @@ impl FileConfig {
             }
             (None, None) => None,
         };
-        let targets = raw
-            .target
+        let targets = std::mem::take(&mut raw.target)
             .into_iter()
             .map(|t| t.build(None))
             .collect::<Result<_, _>>()
             .map_err(|e| ConfigError(format!("{where_}: {}", e.0)))?;
         Ok(FileConfig {
             source,
-            globals: Globals {
-                debounce: raw.debounce,
-                resync: raw.resync,
-                metrics_listen: raw.metrics_listen,
-                textfile: raw.textfile,
-                expiry_warning: raw.expiry_warning,
-                expiry_critical: raw.expiry_critical,
-            },
+            globals: raw,
             targets,
         })
     }

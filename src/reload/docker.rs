@@ -43,19 +43,9 @@ pub enum Selector {
     Label { key: String, value: String },
 }
 
-/// Signal mode: kill with `signal`. Restart mode: restart. Returns what was done.
+/// Signal mode: kill with `signal`. Restart mode: restart. Says what was done, and
+/// whether anything was running (if not, there is nothing to verify).
 pub async fn reload(
-    selector: &Selector,
-    mode: Mode,
-    signal: Signal,
-) -> Result<String, ReloadError> {
-    reload_outcome(selector, mode, signal)
-        .await
-        .map(Outcome::into_message)
-}
-
-/// [`reload`], telling apart "nothing is running" (nothing to verify).
-pub async fn reload_outcome(
     selector: &Selector,
     mode: Mode,
     signal: Signal,

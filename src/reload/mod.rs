@@ -55,14 +55,6 @@ pub enum Outcome {
     NothingRunning(String),
 }
 
-impl Outcome {
-    pub fn into_message(self) -> String {
-        match self {
-            Outcome::Reloaded(m) | Outcome::NothingRunning(m) => m,
-        }
-    }
-}
-
 /// Makes the target's reader load the new files, then checks that it serves them.
 /// Returns what was done, for the log.
 pub async fn run(spec: &ReloadSpec, written: &Written) -> Result<String, ReloadError> {
@@ -70,18 +62,18 @@ pub async fn run(spec: &ReloadSpec, written: &Written) -> Result<String, ReloadE
     let outcome = match &spec.method {
         None => Outcome::Reloaded(String::new()),
         Some(Method::Systemd { unit, bus }) => {
-            systemd::reload_outcome(unit, *bus, spec.mode, spec.signal).await?
+            systemd::reload(unit, *bus, spec.mode, spec.signal).await?
         }
         Some(Method::DockerContainer(name)) => {
             let selector = docker::Selector::Container(name.clone());
-            docker::reload_outcome(&selector, spec.mode, spec.signal).await?
+            docker::reload(&selector, spec.mode, spec.signal).await?
         }
         Some(Method::DockerLabel { key, value }) => {
             let selector = docker::Selector::Label {
                 key: key.clone(),
                 value: value.clone(),
             };
-            docker::reload_outcome(&selector, spec.mode, spec.signal).await?
+            docker::reload(&selector, spec.mode, spec.signal).await?
         }
         Some(Method::Command(cmd)) => Outcome::Reloaded(command::reload(cmd, written).await?),
     };

@@ -73,20 +73,9 @@ trait Service {
 }
 
 /// Signal mode: KillUnit(unit, "main", signal). Restart mode: RestartUnit(unit,
-/// "replace") and wait for its JobRemoved. Returns what was done, for the log.
+/// "replace") and wait for its JobRemoved. Says what was done, and whether anything
+/// was running (if not, there is nothing to verify).
 pub async fn reload(
-    unit: &str,
-    bus: Bus,
-    mode: Mode,
-    signal: Signal,
-) -> Result<String, ReloadError> {
-    reload_outcome(unit, bus, mode, signal)
-        .await
-        .map(Outcome::into_message)
-}
-
-/// [`reload`], telling apart "nothing is running" (nothing to verify).
-pub async fn reload_outcome(
     unit: &str,
     bus: Bus,
     mode: Mode,

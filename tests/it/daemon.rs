@@ -275,7 +275,7 @@ fn two_targets_from_one_config_and_sighup() {
 }
 
 #[test]
-fn ready_is_sent_after_the_first_pass() {
+fn ready_after_the_first_pass_then_watchdog_pings() {
     let tmp = tempfile::tempdir().unwrap();
     let socket_path = tmp.path().join("notify.sock");
     let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
@@ -284,8 +284,12 @@ fn ready_is_sent_after_the_first_pass() {
         .unwrap();
     let acme = fixture("acme.json");
     let out = tmp.path().join("out");
-    let _d = Daemon::start(
-        &[
+    // As systemd does for WatchdogSec=200ms: WATCHDOG_USEC, and WATCHDOG_PID naming the
+    // service's own pid (certsync ignores a watchdog meant for another process).
+    let mut child = command()
+        .env("NOTIFY_SOCKET", &socket_path)
+        .env("WATCHDOG_USEC", "200000")
+        .args([
             "--acme",
             acme.to_str().unwrap(),
             "--domain",
@@ -294,14 +298,37 @@ fn ready_is_sent_after_the_first_pass() {
             out.to_str().unwrap(),
             "--metrics-listen",
             "off",
-        ],
-        &[("NOTIFY_SOCKET", socket_path.to_str().unwrap())],
-    );
+        ])
+        .spawn()
+        .unwrap();
+    struct Kill<'a>(&'a mut std::process::Child);
+    impl Drop for Kill<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _kill = Kill(&mut child);
     let mut buf = [0u8; 256];
-    let n = socket.recv(&mut buf).expect("a notification");
-    assert!(String::from_utf8_lossy(&buf[..n]).contains("READY=1"));
+    let mut next = || {
+        let n = socket.recv(&mut buf).expect("a notification");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let mut first = next();
+    while first.contains("WATCHDOG=1") {
+        first = next();
+    }
+    assert!(first.contains("READY=1"), "{first}");
     assert!(
         out.join("fullchain.pem").exists(),
         "READY=1 comes after the files are in place"
+    );
+    let start = std::time::Instant::now();
+    let pings = (0..5).filter(|_| next().contains("WATCHDOG=1")).count();
+    assert_eq!(pings, 5);
+    assert!(
+        start.elapsed() < Duration::from_millis(900),
+        "5 pings took {:?}",
+        start.elapsed()
     );
 }

@@ -49,9 +49,15 @@ impl Run {
 }
 
 /// A `certsync` command with no CERTSYNC_* or certbot variables inherited, so the
-/// developer's environment cannot change a test.
+/// developer's environment cannot change a test. It runs through `sh -c exec`, which
+/// keeps the pid, so that WATCHDOG_PID can name certsync's own pid as systemd does.
 pub fn command() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_certsync"));
+    let mut cmd = Command::new("sh");
+    cmd.args([
+        "-c",
+        "WATCHDOG_PID=$$ exec \"$0\" \"$@\"",
+        env!("CARGO_BIN_EXE_certsync"),
+    ]);
     for (k, _) in std::env::vars_os() {
         let k = k.to_string_lossy().into_owned();
         if k.starts_with("CERTSYNC_") || k.starts_with("RENEWED_") || k == "RUST_LOG" {
