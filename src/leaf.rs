@@ -118,37 +118,40 @@ pub fn stored_leaf_der(
 /// Decodes the first block of `pem` into `out` when the text starts with a
 /// `CERTIFICATE` block of plain base64 lines, as Go and OpenSSL write it; false (and
 /// `out` untouched) for anything else, which `pem::parse` then handles. For text of
-/// that shape `pem::parse` yields exactly these bytes: its block is the first BEGIN to
-/// the first END, and without a blank line in the body it has no headers.
+/// that shape `pem::parse` yields exactly these bytes: its block runs from the first
+/// BEGIN to the first `-----END ` (the body, being base64, holds no `-`), it has no
+/// headers without a blank line in the body, and it decodes the body without its
+/// line breaks with the same engine. Anything else in the body fails the decoding.
 fn first_certificate_fast(pem: &[u8], out: &mut Vec<u8>) -> bool {
-    const BEGIN: &[u8] = b"-----BEGIN CERTIFICATE-----";
+    const BEGIN: &[u8] = b"-----BEGIN CERTIFICATE-----\n";
     const END: &[u8] = b"-----END CERTIFICATE-----";
     let Some(rest) = pem.strip_prefix(BEGIN) else {
         return false;
     };
-    let mut body = Vec::with_capacity(rest.len().min(4096));
-    let mut previous = b'-';
-    for (i, &b) in rest.iter().enumerate() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'+' | b'/' | b'=' => body.push(b),
-            // A blank line inside the body would start `pem`'s header parsing.
-            b'\n' if previous != b'\n' || body.is_empty() => {}
-            b'-' if rest[i..].starts_with(END) && !body.is_empty() => {
-                let before = out.len();
-                return match base64::engine::general_purpose::STANDARD.decode_vec(&body, out) {
-                    Ok(()) => true,
-                    Err(_) => {
-                        // Let `pem` report the error in its words.
-                        out.truncate(before);
-                        false
-                    }
-                };
-            }
-            _ => return false,
-        }
-        previous = b;
+    let Some(end) = rest.iter().position(|&b| b == b'-') else {
+        return false;
+    };
+    let body = &rest[..end];
+    if !rest[end..].starts_with(END) || body.is_empty() {
+        return false;
     }
-    false
+    let mut joined = Vec::with_capacity(body.len());
+    let mut lines = body.split(|&b| b == b'\n').peekable();
+    while let Some(line) = lines.next() {
+        // An empty line but the last (after the final line break) is a blank line.
+        if line.is_empty() && lines.peek().is_some() {
+            return false;
+        }
+        joined.extend_from_slice(line);
+    }
+    let before = out.len();
+    match base64::engine::general_purpose::STANDARD.decode_vec(&joined, out) {
+        Ok(()) => true,
+        Err(_) => {
+            out.truncate(before);
+            false
+        }
+    }
 }
 
 /// Formats Unix seconds as RFC 3339 UTC.
@@ -211,6 +214,65 @@ fn key_type(spki: &SubjectPublicKeyInfo<'_>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What `list` did before the shortcut: the whole text through the `pem` crate.
+    fn reference(pem: &[u8]) -> Result<Vec<u8>, String> {
+        ::pem::parse(pem)
+            .map(|b| b.contents().to_vec())
+            .map_err(|e| format!("certificate is not PEM: {e}"))
+    }
+
+    fn leaf_der(pem: &[u8]) -> Result<Vec<u8>, String> {
+        let (mut scratch, mut out) = (Vec::new(), vec![7]);
+        let text = base64::engine::general_purpose::STANDARD.encode(pem);
+        stored_leaf_der(&text, Encoding::Base64, &mut scratch, &mut out)?;
+        assert_eq!(out[0], 7, "appends");
+        Ok(out[1..].to_vec())
+    }
+
+    #[test]
+    fn the_pem_shortcut_reads_what_the_pem_crate_reads() {
+        let acme: serde_json::Value =
+            serde_json::from_slice(include_bytes!("../fixtures/acme.json")).unwrap();
+        let chain = acme["le"]["Certificates"][0]["certificate"]
+            .as_str()
+            .unwrap();
+        let chain = base64::engine::general_purpose::STANDARD
+            .decode(chain)
+            .unwrap();
+        let text = String::from_utf8(chain).unwrap();
+        let variants = [
+            text.clone(),
+            text.replace('\n', "\r\n"),
+            text.replacen("-----\n", "-----\n\n", 1),
+            text.replacen("\n", "\nProc-Type: 4,ENCRYPTED\n\n", 1),
+            format!("junk before\n{text}"),
+            text.replace("CERTIFICATE", "TRUSTED CERTIFICATE"),
+            text.replacen("-----END CERTIFICATE-----", "-----END CERTIFICAT-----", 1),
+            text.replacen("-----END CERTIFICATE-----", "", 1),
+            text.replacen('M', "*", 1),
+            text.replacen('M', "", 1),
+            text.replacen("\n", " \n", 2),
+            text.replacen("=\n", "=\n\n", 1),
+            "-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n".to_owned(),
+            "-----BEGIN CERTIFICATE-----".to_owned(),
+            String::new(),
+        ];
+        for v in &variants {
+            assert_eq!(leaf_der(v.as_bytes()), reference(v.as_bytes()), "{v}");
+        }
+        assert!(leaf_der(text.as_bytes()).is_ok_and(|der| Leaf::from_der(&der).is_ok()));
+        let mut out = Vec::new();
+        assert_eq!(
+            stored_leaf_der("!!", Encoding::Base64, &mut Vec::new(), &mut out).unwrap_err(),
+            format!(
+                "certificate is not base64: {}",
+                base64::engine::general_purpose::STANDARD
+                    .decode("!!")
+                    .unwrap_err()
+            )
+        );
+    }
 
     #[test]
     fn wildcard_covers_exactly_one_label() {

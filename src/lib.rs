@@ -67,13 +67,11 @@ pub fn unix_now() -> i64 {
 pub type PassOutcome = Vec<Result<Synced, TargetError>>;
 
 /// Syncs every target's files from already-parsed candidates, logging and counting one
-/// result per target. With `source_metrics`, also reads the not-after of every
-/// certificate in the source (it costs a parse of each, so only when someone reads it).
+/// result per target.
 pub fn sync_targets(
     config: &Config,
     candidates: &Candidates<'_>,
     metrics: &Metrics,
-    source_metrics: bool,
 ) -> PassOutcome {
     metrics.set_source_up(true);
     for s in &candidates.skipped {
@@ -90,13 +88,26 @@ pub fn sync_targets(
             result
         })
         .collect();
-    if source_metrics {
-        metrics.set_source_certificates(list::rows(candidates).into_iter().filter_map(|r| {
-            let not_after = r.leaf.ok()?.not_after;
-            Some((r.resolver, r.main, not_after))
-        }));
-    }
     outcome
+}
+
+/// What a pass needs from the source: the entries its targets could select.
+pub fn interest(config: &Config) -> source::Interest {
+    source::Interest::targets(
+        config
+            .targets
+            .iter()
+            .map(|t| (t.domain.as_deref(), t.resolver.as_deref())),
+    )
+}
+
+/// Sets the not-after of every certificate in the source, from candidates read with
+/// their leaves ([`source::Interest::with_leaves`]).
+pub fn record_source_certificates(metrics: &Metrics, candidates: &Candidates<'_>) {
+    metrics.set_source_certificates(list::rows(candidates).into_iter().filter_map(|r| {
+        let not_after = r.leaf.ok()?.not_after;
+        Some((r.resolver, r.main, not_after))
+    }));
 }
 
 /// A source that could not be read fails every target.
@@ -222,9 +233,15 @@ pub async fn once(config: &Config) -> bool {
             .collect::<Vec<_>>(),
     );
     let backoff = not_ready_backoff(config.debounce, Some(ONCE_SOURCE_PATIENCE));
-    let want_source_metrics = config.textfile.is_some();
-    let read = source::read_when_ready(&config.source, backoff, |c| {
-        sync_targets(config, c, &metrics, want_source_metrics)
+    // The per-certificate metrics cost a look at every leaf: only for a textfile.
+    let want_source_metrics = config.textfile.is_some() && !config.dry_run;
+    let interest = interest(config).with_leaves(want_source_metrics);
+    let read = source::read_when_ready_for(&config.source, &interest, backoff, |c| {
+        let outcome = sync_targets(config, c, &metrics);
+        if want_source_metrics {
+            record_source_certificates(&metrics, c);
+        }
+        outcome
     });
     let all_ok = match read.await {
         Ok(outcome) => {

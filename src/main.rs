@@ -91,7 +91,8 @@ async fn list(acme: PathBuf) -> ExitCode {
         std::time::Duration::from_millis(20),
         Some(certsync::ONCE_SOURCE_PATIENCE),
     );
-    let rows = source::read_when_ready(&spec, backoff, certsync::list::rows).await;
+    let interest = source::Interest::leaves();
+    let rows = source::read_when_ready_for(&spec, &interest, backoff, certsync::list::rows).await;
     match rows {
         Ok(rows) => {
             let printed =

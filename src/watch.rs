@@ -23,7 +23,7 @@ use crate::cli::Cli;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::pass::Synced;
-use crate::source::{SourceError, SourceSpec};
+use crate::source::{Interest, Snapshot, SourceError, SourceSpec};
 
 /// Why a pass runs; only a change event may be skipped for identical content.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -174,17 +174,11 @@ impl Daemon {
     /// Reads the source and brings every target in line.
     async fn pass(&mut self, trigger: Trigger) {
         let config = &self.config;
-        let snapshot = match crate::source::Snapshot::read(&config.source) {
+        let snapshot = match Snapshot::read_for(&config.source, &crate::interest(config)) {
             Ok(s) => s,
             Err(e) => return self.source_failed(e),
         };
-        let hash = {
-            let mut h = xxhash_rust::xxh3::Xxh3::new();
-            for part in snapshot.content() {
-                h.update(part);
-            }
-            h.digest128()
-        };
+        let hash = snapshot.content_hash();
         if trigger == Trigger::Change && self.last_good == Some(hash) && self.not_ready.is_none() {
             debug!("source rewritten with identical content");
             return;
@@ -197,11 +191,15 @@ impl Daemon {
             info!(source = %config.source, "source is readable again");
         }
         self.said_missing = false;
-        // The per-certificate metrics cost a parse of every entry: only when it changed.
         let source_changed = self.last_good != Some(hash);
-        let outcome = crate::sync_targets(config, &candidates, &self.metrics, source_changed);
+        let outcome = crate::sync_targets(config, &candidates, &self.metrics);
         drop(candidates);
         drop(snapshot);
+        // The per-certificate metrics cost a look at every leaf: only when the source
+        // changed, and after the targets' files are in place.
+        if source_changed {
+            self.read_source_certificates();
+        }
 
         let all_ok = outcome.iter().all(Result::is_ok);
         for (target, result) in self.config.targets.clone().iter().zip(outcome) {
@@ -232,6 +230,17 @@ impl Daemon {
             retry.at = Instant::now() + delay;
             warn!(target = %target.name, "retrying the reload in {}", humantime::format_duration(delay));
             self.reloads.insert(target.name.clone(), retry);
+        }
+    }
+
+    fn read_source_certificates(&self) {
+        let read = Snapshot::read_for(&self.config.source, &Interest::leaves()).and_then(|s| {
+            crate::record_source_certificates(&self.metrics, &s.candidates()?);
+            Ok(())
+        });
+        if let Err(e) = read {
+            // Rewritten again meanwhile: the next pass reads it.
+            debug!("per-certificate metrics not updated: {e}");
         }
     }
 

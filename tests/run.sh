@@ -9,4 +9,5 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash tests/peers/install.sh
 cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings
-cargo test --locked --all-targets "$@"
+# Benchmarks are linted above and run with `cargo bench` or bench/compare.sh.
+cargo test --locked "$@"

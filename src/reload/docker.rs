@@ -147,6 +147,10 @@ impl Api {
                 .map(|s| s.to_string())
                 .unwrap_or_else(|| "unknown".into()),
             pid: state.pid.and_then(|p| u32::try_from(p).ok()).unwrap_or(0),
+            started_at: state
+                .started_at
+                .as_deref()
+                .and_then(|t| humantime::parse_rfc3339_weak(t).ok()),
         })
     }
 
@@ -177,6 +181,22 @@ impl Api {
             return Ok(Kill::NotRunning(c.status));
         }
         let procs = procfs::targets(c.pid, &procfs::Owner::Container(&c.id));
+        if procs.is_empty() {
+            // Another PID namespace (certsync in a sidecar container) or a remote
+            // engine: the engine's start time is all there is to go by.
+            let age = c
+                .started_at
+                .and_then(|t| t.elapsed().ok())
+                .unwrap_or(BLIND_SIGNAL_AGE);
+            if let Some(wait) = BLIND_SIGNAL_AGE.checked_sub(age) {
+                tracing::debug!(
+                    container = name,
+                    ?wait,
+                    "just started; waiting before signalling"
+                );
+                tokio::time::sleep(wait).await;
+            }
+        }
         procfs::wait_until_handled(&procs, signal)
             .await
             .map_err(|e| ReloadError::Docker(format!("container {name}: {e}")))?;
@@ -367,7 +387,13 @@ struct Inspected {
     status: String,
     /// Host pid of the container's first process (0 when not running).
     pid: u32,
+    started_at: Option<std::time::SystemTime>,
 }
+
+/// How long a container must have run before it is signalled blind, when this host
+/// cannot see its processes: coturn handles SIGUSR2 only ~170 ms after it starts, and
+/// a signal before that kills it.
+const BLIND_SIGNAL_AGE: Duration = Duration::from_secs(2);
 
 fn not_running(name: &str, status: &str) -> String {
     format!("container {name} is not running ({status}); it will read the new files when it starts")

@@ -27,7 +27,7 @@ use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
-pub use stream::GiveUp;
+pub use stream::Stop;
 
 use super::{Candidate, Candidates, Encoding, Interest, Leaves, Skipped};
 
@@ -97,13 +97,14 @@ struct StreamedEntry {
 }
 
 /// Reads an acme.json from `src` in one pass, keeping what `interest` asks for, and
-/// hands every byte read to `on_bytes`. [`GiveUp`] means the file must be read whole
-/// and given to [`parse`], which then reports the error, if any, exactly.
+/// hands every byte read to `on_bytes`. [`Stop::Incomplete`] is what [`parse`] would
+/// say of the same bytes; [`Stop::GiveUp`] means the file must be read whole and given
+/// to [`parse`], which then reports the error, if any, exactly.
 pub fn read_streamed(
     src: impl Read,
     interest: &Interest,
     on_bytes: impl FnMut(&[u8]),
-) -> Result<Streamed, GiveUp> {
+) -> Result<Streamed, Stop> {
     let mut collector = Collector {
         interest,
         doc: Streamed {
@@ -134,7 +135,9 @@ impl Streamed {
                     None => ("", ""),
                 };
                 Candidate {
-                    resolver: e.resolver.map(|i| Cow::Borrowed(self.resolvers[i].as_str())),
+                    resolver: e
+                        .resolver
+                        .map(|i| Cow::Borrowed(self.resolvers[i].as_str())),
                     main: text(&e.main),
                     sans: self.san_spans[e.sans.clone()].iter().map(text).collect(),
                     certificate: Cow::Borrowed(certificate),
@@ -182,12 +185,14 @@ impl stream::Handler for Collector<'_> {
             (_, None) => return doc.skip(raw.resolver, main, "empty key"),
             (Some(c), Some(k)) => (c, k),
         };
-        let material = self
-            .interest
-            .wants_material(resolver, main, sans)
-            .then(|| (certificate.to_owned(), Zeroizing::new(key.to_owned())));
+        let material = self.interest.wants_material(resolver, main, sans).then(|| {
+            (
+                text(certificate).into_owned(),
+                Zeroizing::new(text(key).into_owned()),
+            )
+        });
         if let Some(leaves) = &mut doc.leaves {
-            leaves.push(certificate, Encoding::Base64, &mut self.scratch);
+            leaves.push(&text(certificate), Encoding::Base64, &mut self.scratch);
         }
         let main = doc.push_name(main);
         let first_san = doc.san_spans.len();
@@ -201,6 +206,14 @@ impl stream::Handler for Collector<'_> {
             sans: first_san..doc.san_spans.len(),
             material,
         });
+    }
+}
+
+/// Bytes the scanner checked to be UTF-8 as text; only what is kept pays for it.
+fn text(bytes: &[u8]) -> Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(bytes),
     }
 }
 
@@ -432,6 +445,245 @@ mod tests {
         assert!(!parse(b"[1, 2]").unwrap_err().is_not_ready());
         assert!(!parse(b"{\"le\": 5}").unwrap_err().is_not_ready());
         assert!(!parse(b"{} trailing").unwrap_err().is_not_ready());
+    }
+
+    /// The serde_json reading, as the stream would report it.
+    fn reference(json: &[u8]) -> Result<(Vec<String>, String), AcmeParseError> {
+        let doc = parse(json)?;
+        let resolvers = doc.resolvers.iter().map(|r| r.to_string()).collect();
+        Ok((resolvers, describe(&doc.entries, &doc.skipped)))
+    }
+
+    fn streamed(json: &[u8], chunk: usize) -> Result<(Vec<String>, String), Stop> {
+        let doc = read_streamed(Trickle(json, chunk), &Interest::everything(), |_| {})?;
+        let c = doc.candidates();
+        Ok((doc.resolvers().to_vec(), describe(&c.list, &c.skipped)))
+    }
+
+    fn describe(entries: &[Candidate<'_>], skipped: &[Skipped]) -> String {
+        let mut out = String::new();
+        for c in entries {
+            let (r, m, s, k) = (&c.resolver, &c.main, &c.sans, &*c.key);
+            out += &format!(
+                "{r:?} {m:?} {s:?} {:?} {k:?} {:?}\n",
+                c.certificate, c.encoding
+            );
+        }
+        format!("{out}{skipped:?}")
+    }
+
+    /// A reader that hands out at most `chunk` bytes per read, to cross every buffer
+    /// boundary the scanner has.
+    struct Trickle<'a>(&'a [u8], usize);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.0.len().min(self.1).min(buf.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    /// The stream may give up on anything, but what it accepts, serde_json accepts,
+    /// and reads the same way; what it calls incomplete, serde_json does, in the same
+    /// words.
+    fn agree(json: &[u8]) -> bool {
+        agree_reading(json, &[usize::MAX, 1, 7])
+    }
+
+    fn agree_reading(json: &[u8], chunks: &[usize]) -> bool {
+        let want = reference(json);
+        let mut accepted = false;
+        for &chunk in chunks {
+            match (streamed(json, chunk), &want) {
+                (Ok(got), Ok(want)) => {
+                    assert_eq!(&got, want, "{}", String::from_utf8_lossy(json));
+                    accepted = true;
+                }
+                (Ok(_), Err(e)) => panic!(
+                    "the stream accepted what serde_json refuses ({e}): {}",
+                    String::from_utf8_lossy(json)
+                ),
+                (Err(Stop::Incomplete(said)), want) => {
+                    let said = AcmeParseError::Incomplete(said).to_string();
+                    let want = want
+                        .as_ref()
+                        .err()
+                        .map(|e| (e.is_not_ready(), e.to_string()));
+                    assert_eq!(
+                        Some((true, said)),
+                        want,
+                        "{}",
+                        String::from_utf8_lossy(json)
+                    );
+                }
+                (Err(Stop::GiveUp), _) => {}
+            }
+        }
+        accepted
+    }
+
+    const FIXTURE: &[u8] = include_bytes!("../../fixtures/acme.json");
+    const FIXTURE_V1: &[u8] = include_bytes!("../../fixtures/acme-v1.json");
+
+    #[test]
+    fn the_stream_reads_real_files_as_serde_json_does() {
+        assert!(agree(FIXTURE));
+        assert!(agree(FIXTURE_V1));
+        let mut hashed = xxhash_rust::xxh3::Xxh3::new();
+        read_streamed(Trickle(FIXTURE, 5), &Interest::everything(), |b| {
+            hashed.update(b)
+        })
+        .unwrap();
+        assert_eq!(hashed.digest128(), xxhash_rust::xxh3::xxh3_128(FIXTURE));
+    }
+
+    #[test]
+    fn the_stream_agrees_on_odd_but_valid_shapes() {
+        let cert = r#""certificate": "Q0VSVA==", "key": "S0VZ""#;
+        let accepted = [
+            r#"{}"#.to_owned(),
+            r#" { "le" : null , "x": {} } "#.to_owned(),
+            format!(r#"{{"le": {{"Certificates": [{{"domain": {{"main": "a.test", "sans": null}}, {cert}}}]}}}}"#),
+            format!(r#"{{"le": {{"Certificates": [{{{cert}, "domain": {{"SANs": ["b.test", "c.test"], "Main": "a.test"}}}}]}}}}"#),
+            r#"{"Account": {"a": [1, -2.5e+3, 0, true, false, null, {}, [], "\u00e9\n\"x"]}, "Certificates": [{"Domain": {"Main": "a.test"}, "Certificate": "Q0VSVA==", "Key": "S0VZ", "Store": {"deep": [[[[[[1]]]]]]}}]}"#.to_owned(),
+            format!(r#"{{"le": {{"Account": null, "Certificates": [], "Certificates2": 1}}, "ec": {{"Certificates": [{{"domain": {{"main": "é.test"}}, {cert}}}]}}}}"#),
+            format!(r#"{{"le": {{"Certificates": [{{"domain": null, {cert}}}, {{"domain": {{"main": ""}}, {cert}}}, {{"domain": {{"main": "a"}}, "certificate": null, "key": ""}}]}}}}"#),
+            format!(r#"{{"Certificates": null, "Certificates": [{{"Domain": {{"Main": "a.test"}}, {cert}}}], "HTTPChallenges": {{"x": "y"}}}}"#),
+            format!(
+                r#"{{"le": {{"Certificates": [{{"domain": {{"main": "a.test"}}, {cert}, "Store": "{}"}}]}}}}"#,
+                "s".repeat(300_000)
+            ),
+        ];
+        for json in &accepted {
+            assert!(agree(json.as_bytes()), "the stream gave up on: {json}");
+            // Cut short anywhere, it is "incomplete" in serde_json's words, or left to
+            // serde_json (a number cut after its `-`, `.` or `e` is a syntax error).
+            if json.len() < 10_000 {
+                for cut in 0..json.len() {
+                    agree_reading(&json.as_bytes()[..cut], &[usize::MAX, 3]);
+                }
+            }
+        }
+        let cut_short = |json: &str| streamed(json.as_bytes(), usize::MAX).err();
+        for (json, said) in [
+            (
+                "{\n  \"le\": {\"Certificates\": [\n",
+                "EOF while parsing a list at line 3 column 0",
+            ),
+            (
+                "{\"le\": {\"Account\": {\"n\": 1",
+                "EOF while parsing an object at line 1",
+            ),
+            (
+                "{\"le\": {\"Account\": {\"n\": tr",
+                "EOF while parsing a value at line 1",
+            ),
+            (
+                "{\"le\": {\"Certificates\": [{\"key\": \"S0",
+                "EOF while parsing a string",
+            ),
+            ("{\"le\": ", "EOF while parsing a value"),
+            (" \n\t", "no content"),
+        ] {
+            let said_now = match cut_short(json) {
+                Some(Stop::Incomplete(m)) => m,
+                other => panic!("{json}: {other:?}"),
+            };
+            assert!(said_now.starts_with(said), "{json}: {said_now}");
+        }
+        for syntax_error in [
+            "{\"le\": {\"Account\": {\"n\": -",
+            "{\"le\": {\"Account\": [1.",
+        ] {
+            assert!(
+                matches!(cut_short(syntax_error), Some(Stop::GiveUp)),
+                "{syntax_error}"
+            );
+            assert!(!parse(syntax_error.as_bytes()).unwrap_err().is_not_ready());
+        }
+    }
+
+    #[test]
+    fn the_stream_leaves_the_rest_to_serde_json() {
+        let cert = r#""certificate": "Q0VSVA==", "key": "S0VZ""#;
+        let refused = [
+            String::new(),
+            "  \n".to_owned(),
+            "[1, 2]".to_owned(),
+            "{} x".to_owned(),
+            r#"{"le": 5}"#.to_owned(),
+            r#"{"le": []}"#.to_owned(),
+            r#"{"le": {"Certificates": {}}}"#.to_owned(),
+            r#"{"le": {"Certificates": [null]}}"#.to_owned(),
+            r#"{"le": {"Certificates": [[{"main": "a"}, "Q0VSVA==", "S0VZ"]]}}"#.to_owned(),
+            format!(
+                r#"{{"le": {{"Certificates": [{{"domain": {{"main": "a\u002etest"}}, {cert}}}]}}}}"#
+            ),
+            r#"{"le": {"Certificates": [{"domain": {"main": "a"}, "certificate": "Q0\/VSVA==", "key": "S0VZ"}]}}"#.to_owned(),
+            format!(r#"{{"le": {{"Certificates": [{{"d\u006fmain": {{"main": "a"}}, {cert}}}]}}}}"#),
+            format!(r#"{{"l\u0065": {{"Certificates": [{{"domain": {{"main": "a"}}, {cert}}}]}}}}"#),
+            format!(
+                r#"{{"le": {{"Certificates": [{{"domain": {{"main": "a"}}, {cert}, "Key": "x"}}]}}}}"#
+            ),
+            format!(r#"{{"le": {{"Certificates": [{{"domain": {{"main": "a", "Main": "b"}}, {cert}}}]}}}}"#),
+            r#"{"le": {"Certificates": [], "Certificates": []}}"#.to_owned(),
+            format!(r#"{{"le": {{"Certificates": [{{"domain": {{"main": 5}}, {cert}}}]}}}}"#),
+            format!(r#"{{"le": {{"Certificates": [{{"domain": {{"main": "a", "sans": [null]}}, {cert}}}]}}}}"#),
+            format!(r#"{{"le": {{"Certificates": [{{"domain": {{"main": "a"}}, {cert},}}]}}}}"#),
+            format!(
+                r#"{{"le": {{"Certificates": [{{"domain": {{"main": "a"}}, {cert}, "Store": 01}}]}}}}"#
+            ),
+            format!(
+                r#"{{"le": {{"Certificates": [{{"domain": {{"main": "a"}}, {cert}, "Store": "\x"}}]}}}}"#
+            ),
+            format!(r#"{{"le": {{"Certificates": [{{"domain": {{"main": "a	b"}}, {cert}}}]}}}}"#),
+        ];
+        for json in &refused {
+            assert!(
+                !agree(json.as_bytes()),
+                "the stream should leave this to serde_json: {json}"
+            );
+        }
+        // Invalid UTF-8 in a field serde_json reads as a string, and in one it skips.
+        let bad = b"{\"le\": {\"Certificates\": [{\"domain\": {\"main\": \"a\xff\"}, \"certificate\": \"Q0VSVA==\", \"key\": \"S0VZ\"}]}}";
+        assert!(!agree(bad));
+        let skipped = b"{\"le\": {\"Account\": \"\xff\", \"Certificates\": []}}";
+        agree(skipped);
+    }
+
+    /// Truncations of the real file, and single-byte damage all over it, every `step`
+    /// bytes, each read in every way of `chunks`.
+    fn damage(step: usize, chunks: &[usize]) {
+        for cut in (0..FIXTURE.len())
+            .step_by(step)
+            .chain(FIXTURE.len() - 3..FIXTURE.len())
+        {
+            agree_reading(&FIXTURE[..cut], chunks);
+        }
+        let bytes = [
+            b'"', b'\\', b'{', b'}', b'[', b']', b',', b':', b'x', b'0', b' ', 1, 0xff,
+        ];
+        for at in (0..FIXTURE.len()).step_by(step) {
+            for &b in &bytes {
+                let mut damaged = FIXTURE.to_vec();
+                damaged[at] = b;
+                agree_reading(&damaged, chunks);
+            }
+        }
+    }
+
+    #[test]
+    fn the_stream_never_accepts_a_damaged_file() {
+        damage(97, &[usize::MAX, 7]);
+    }
+
+    /// Every byte, every way of reading: minutes in a debug build.
+    #[test]
+    #[ignore]
+    fn the_stream_never_accepts_a_damaged_file_exhaustive() {
+        damage(1, &[usize::MAX, 1, 7]);
     }
 
     #[test]

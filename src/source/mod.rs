@@ -1,16 +1,25 @@
 //! Where certificates come from: Traefik's acme.json or a certbot lineage.
 //!
-//! A source is read whole into a [`Snapshot`] (one `read`, so a pass works on one
-//! consistent version of the file), then parsed into [`Candidate`]s that borrow from
-//! it. Nothing here decodes base64 or parses X.509: that is `bundle`'s job, done only
-//! for the candidate that gets chosen.
+//! A source is read once into a [`Snapshot`] (a pass works on one version of the
+//! file), then turned into [`Candidate`]s that borrow from it. Nothing here decodes
+//! base64 or parses X.509 unless asked to: that is `bundle`'s job, done only for the
+//! candidate that gets chosen.
+//!
+//! An acme.json can hold thousands of certificates (30 MB) and be rewritten on every
+//! renewal. Read for an [`Interest`] that names the targets, it is streamed through a
+//! small buffer and only the entries a target could select keep their certificate and
+//! key, so a pass costs a few MB of memory whatever the size of the file. Read for
+//! [`Interest::everything`] (the plain [`Snapshot::read`]), it is held whole.
 
 pub mod acme;
 pub mod certbot;
 
 use std::borrow::Cow;
 use std::fmt;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
+
+use crate::leaf::{self, Leaf};
 
 /// Which source a configuration names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,7 +57,9 @@ pub enum Encoding {
     Pem,
 }
 
-/// One certificate a source offers, still encoded as stored.
+/// One certificate a source offers, still encoded as stored. When the source was read
+/// for an [`Interest`], an entry that no target can select has an empty `certificate`
+/// and `key` (a usable entry never has: empty ones are [`Skipped`]).
 #[derive(Clone)]
 pub struct Candidate<'a> {
     /// `None` for sources without resolvers (acme.json v1, certbot).
@@ -101,12 +112,128 @@ pub struct Skipped {
 pub struct Candidates<'a> {
     pub list: Vec<Candidate<'a>>,
     pub skipped: Vec<Skipped>,
+    /// The leaf of each entry of `list`, when the source was read
+    /// [`Interest::with_leaves`].
+    pub leaves: Option<&'a Leaves>,
 }
 
-/// The raw bytes of a source at one moment.
+/// What a pass will take from the source, so that a reader can drop the rest as it
+/// reads: the certificate and key of the entries some target could select, and, for
+/// `list` and the per-certificate metrics, the leaf of every entry.
+#[derive(Debug, Clone)]
+pub struct Interest {
+    /// `(domain, resolver)` per target; `None`: every certificate and key.
+    targets: Option<Vec<(String, Option<String>)>>,
+    leaves: bool,
+}
+
+impl Interest {
+    /// Every certificate and key: the file is held whole, as [`Snapshot::read`] does.
+    pub fn everything() -> Interest {
+        Interest {
+            targets: None,
+            leaves: false,
+        }
+    }
+
+    /// The certificates that targets with these `(domain, resolver)` could select
+    /// (the rule of [`crate::bundle::select`]). A target without a domain takes the
+    /// source's first certificate, so it needs them all.
+    pub fn targets<'t>(
+        targets: impl IntoIterator<Item = (Option<&'t str>, Option<&'t str>)>,
+    ) -> Interest {
+        let targets: Option<Vec<_>> = targets
+            .into_iter()
+            .map(|(domain, resolver)| Some((domain?.to_owned(), resolver.map(str::to_owned))))
+            .collect();
+        Interest {
+            targets,
+            leaves: false,
+        }
+    }
+
+    /// No certificate or key, only the leaf of every entry: what `certsync list` shows.
+    pub fn leaves() -> Interest {
+        Interest::targets([]).with_leaves(true)
+    }
+
+    /// Also (or no longer) the leaf of every entry, read while streaming: its
+    /// not-after, names and key type, as [`crate::list::rows`] shows them.
+    pub fn with_leaves(mut self, leaves: bool) -> Interest {
+        self.leaves = leaves;
+        self
+    }
+
+    /// Whether an entry's certificate and key must be kept: some target in its
+    /// resolver's scope has a domain that one of its names covers. `select` ranks only
+    /// such entries (an exact name is also a covering one).
+    pub fn wants_material(&self, resolver: Option<&str>, main: &str, sans: &[&str]) -> bool {
+        let Some(targets) = &self.targets else {
+            return true;
+        };
+        targets.iter().any(|(domain, in_resolver)| {
+            (in_resolver.is_none() || in_resolver.as_deref() == resolver)
+                && std::iter::once(main)
+                    .chain(sans.iter().copied())
+                    .any(|name| leaf::name_covers(name, domain))
+        })
+    }
+
+    /// Whether the file can be streamed: not when every certificate is kept anyway
+    /// (one buffer of the file's size is then the smallest way to hold them).
+    fn streams(&self) -> bool {
+        self.targets.is_some()
+    }
+}
+
+/// The leaf DER of each entry of a source, taken while it was read, in one buffer.
+#[derive(Debug, Default)]
+pub struct Leaves {
+    der: Vec<u8>,
+    entries: Vec<Result<Range<usize>, String>>,
+}
+
+impl Leaves {
+    fn push(&mut self, certificate: &str, encoding: Encoding, scratch: &mut Vec<u8>) {
+        let start = self.der.len();
+        let result = leaf::stored_leaf_der(certificate, encoding, scratch, &mut self.der);
+        if result.is_err() {
+            self.der.truncate(start);
+        }
+        self.entries.push(result.map(|()| start..self.der.len()));
+    }
+
+    /// The leaf of the `index`th entry, or why it cannot be read.
+    pub fn leaf(&self, index: usize) -> Result<Leaf, String> {
+        match self.entries.get(index) {
+            Some(Ok(range)) => Leaf::from_der(&self.der[range.clone()]),
+            Some(Err(reason)) => Err(reason.clone()),
+            None => Err("not read in this pass".to_owned()),
+        }
+    }
+}
+
+/// A source at one moment.
 pub enum Snapshot {
-    Acme { path: PathBuf, bytes: Vec<u8> },
+    Acme(AcmeSnapshot),
     Certbot(certbot::Lineage),
+}
+
+/// An acme.json at one moment.
+pub struct AcmeSnapshot {
+    path: PathBuf,
+    /// xxh3-128 of the content, little-endian.
+    digest: [u8; 16],
+    content: AcmeContent,
+}
+
+enum AcmeContent {
+    /// The whole file, for [`acme::parse`].
+    Whole(Vec<u8>),
+    /// What a stream read kept.
+    Streamed(acme::Streamed),
+    /// A stream read found it cut short; what [`acme::parse`] would have said.
+    Incomplete(acme::AcmeParseError),
 }
 
 /// Why a source could not be read.
@@ -128,37 +255,96 @@ impl SourceError {
 impl Snapshot {
     /// Reads the source whole.
     pub fn read(spec: &SourceSpec) -> Result<Snapshot, SourceError> {
+        Snapshot::read_for(spec, &Interest::everything())
+    }
+
+    /// Reads the source, keeping what `interest` asks for. Errors, and what counts as
+    /// "not ready", are those of [`Snapshot::read`] then [`Snapshot::candidates`].
+    pub fn read_for(spec: &SourceSpec, interest: &Interest) -> Result<Snapshot, SourceError> {
         match spec {
-            SourceSpec::Acme(path) => match std::fs::read(path) {
-                Ok(bytes) => Ok(Snapshot::Acme {
+            SourceSpec::Acme(path) => {
+                if interest.streams() {
+                    let file = std::fs::File::open(path).map_err(|e| io_error(spec, e))?;
+                    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+                    let content = match acme::read_streamed(file, interest, |b| hasher.update(b)) {
+                        Ok(doc) => Some(AcmeContent::Streamed(doc)),
+                        // Half-written, as every in-place rewrite leaves it for a while:
+                        // not ready, without reading it again nor holding it whole.
+                        Err(acme::Stop::Incomplete(reason)) => Some(AcmeContent::Incomplete(
+                            acme::AcmeParseError::Incomplete(reason),
+                        )),
+                        // Unusual or invalid: serde_json decides, on the whole file.
+                        Err(acme::Stop::GiveUp) => None,
+                    };
+                    if let Some(content) = content {
+                        return Ok(Snapshot::Acme(AcmeSnapshot {
+                            path: path.clone(),
+                            digest: hasher.digest128().to_le_bytes(),
+                            content,
+                        }));
+                    }
+                }
+                let bytes = std::fs::read(path).map_err(|e| io_error(spec, e))?;
+                Ok(Snapshot::Acme(AcmeSnapshot {
                     path: path.clone(),
-                    bytes,
-                }),
-                Err(e) => Err(io_error(spec, e)),
-            },
+                    digest: xxhash_rust::xxh3::xxh3_128(&bytes).to_le_bytes(),
+                    content: AcmeContent::Whole(bytes),
+                }))
+            }
             SourceSpec::Certbot(dir) => certbot::Lineage::read(dir)
                 .map(Snapshot::Certbot)
                 .map_err(|e| io_error(spec, e)),
         }
     }
 
-    /// The bytes that identify this version of the source (to skip identical rewrites).
+    /// Bytes that identify this version of the source (to skip identical rewrites):
+    /// for an acme.json, its content hash, since a streamed read keeps no content.
     pub fn content(&self) -> Vec<&[u8]> {
         match self {
-            Snapshot::Acme { bytes, .. } => vec![bytes],
+            Snapshot::Acme(a) => vec![&a.digest],
             Snapshot::Certbot(l) => vec![&l.fullchain, &l.privkey],
+        }
+    }
+
+    /// xxh3-128 of this version of the source, computed while it was read.
+    pub fn content_hash(&self) -> u128 {
+        match self {
+            Snapshot::Acme(a) => u128::from_le_bytes(a.digest),
+            Snapshot::Certbot(l) => {
+                let mut h = xxhash_rust::xxh3::Xxh3::new();
+                h.update(&l.fullchain);
+                h.update(&l.privkey);
+                h.digest128()
+            }
         }
     }
 
     /// Parses the snapshot into candidates that borrow from it.
     pub fn candidates(&self) -> Result<Candidates<'_>, SourceError> {
         match self {
-            Snapshot::Acme { path, bytes } => {
+            Snapshot::Acme(AcmeSnapshot {
+                content: AcmeContent::Streamed(doc),
+                ..
+            }) => Ok(doc.candidates()),
+            Snapshot::Acme(AcmeSnapshot {
+                path,
+                content: AcmeContent::Incomplete(e),
+                ..
+            }) => Err(SourceError::NotReady {
+                source_name: format!("acme.json {}", path.display()),
+                reason: e.to_string(),
+            }),
+            Snapshot::Acme(AcmeSnapshot {
+                path,
+                content: AcmeContent::Whole(bytes),
+                ..
+            }) => {
                 let source_name = format!("acme.json {}", path.display());
                 match acme::parse(bytes) {
                     Ok(doc) => Ok(Candidates {
                         list: doc.entries,
                         skipped: doc.skipped,
+                        leaves: None,
                     }),
                     Err(e) if e.is_not_ready() => Err(SourceError::NotReady {
                         source_name,
@@ -173,6 +359,7 @@ impl Snapshot {
             Snapshot::Certbot(lineage) => lineage.candidate().map(|c| Candidates {
                 list: vec![c],
                 skipped: Vec::new(),
+                leaves: None,
             }),
         }
     }
@@ -183,11 +370,21 @@ impl Snapshot {
 /// `use_candidates` runs on the first version that parses, so a big file is parsed once.
 pub async fn read_when_ready<R>(
     spec: &SourceSpec,
+    backoff: impl Iterator<Item = std::time::Duration>,
+    use_candidates: impl FnOnce(&Candidates<'_>) -> R,
+) -> Result<R, SourceError> {
+    read_when_ready_for(spec, &Interest::everything(), backoff, use_candidates).await
+}
+
+/// [`read_when_ready`], keeping only what `interest` asks for.
+pub async fn read_when_ready_for<R>(
+    spec: &SourceSpec,
+    interest: &Interest,
     mut backoff: impl Iterator<Item = std::time::Duration>,
     use_candidates: impl FnOnce(&Candidates<'_>) -> R,
 ) -> Result<R, SourceError> {
     loop {
-        let error = match Snapshot::read(spec) {
+        let error = match Snapshot::read_for(spec, interest) {
             Ok(snapshot) => match snapshot.candidates() {
                 Ok(candidates) => return Ok(use_candidates(&candidates)),
                 Err(e) => e,
@@ -216,5 +413,130 @@ fn io_error(spec: &SourceSpec, e: std::io::Error) -> SourceError {
             source_name,
             reason: format!("cannot read it: {e}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bundle;
+
+    fn fixture_spec(dir: &tempfile::TempDir) -> SourceSpec {
+        let path = dir.path().join("acme.json");
+        std::fs::write(&path, include_bytes!("../../fixtures/acme.json")).unwrap();
+        SourceSpec::Acme(path)
+    }
+
+    #[test]
+    fn a_streamed_read_selects_and_validates_as_a_whole_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = fixture_spec(&dir);
+        let whole = Snapshot::read(&spec).unwrap();
+        let all = whole.candidates().unwrap();
+        let now = crate::unix_now();
+        let domains = [
+            "turn.example.test",
+            "turn-alt.example.test",
+            "www.example.test",
+            "x.example.test",
+            "nope.test",
+        ];
+        for domain in domains {
+            for resolver in [None, Some("le"), Some("le-ec"), Some("other")] {
+                let interest = Interest::targets([(Some(domain), resolver)]);
+                let streamed = Snapshot::read_for(&spec, &interest).unwrap();
+                assert!(matches!(
+                    streamed,
+                    Snapshot::Acme(AcmeSnapshot {
+                        content: AcmeContent::Streamed(_),
+                        ..
+                    })
+                ));
+                assert_eq!(streamed.content_hash(), whole.content_hash());
+                let some = streamed.candidates().unwrap();
+                assert_eq!(format!("{:?}", some.list), format!("{:?}", all.list));
+                assert_eq!(some.skipped, all.skipped);
+                let kept = some
+                    .list
+                    .iter()
+                    .filter(|c| !c.certificate.is_empty())
+                    .count();
+                assert!(
+                    kept < some.list.len(),
+                    "entries no target can select keep no key"
+                );
+                let (a, b) = (
+                    bundle::select(&all.list, domain, resolver),
+                    bundle::select(&some.list, domain, resolver),
+                );
+                match (a, b) {
+                    (Ok(a), Ok(b)) => {
+                        let (a, b) = (
+                            bundle::validate(a, domain, now).unwrap(),
+                            bundle::validate(b, domain, now).unwrap(),
+                        );
+                        assert_eq!(
+                            (a.fullchain, &*a.key, a.origin),
+                            (b.fullchain, &*b.key, b.origin)
+                        );
+                    }
+                    (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string()),
+                    (a, b) => panic!("{domain} {resolver:?}: {a:?} / {b:?}"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_streamed_read_lists_as_a_whole_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = fixture_spec(&dir);
+        let whole = Snapshot::read(&spec).unwrap();
+        let leaves = Snapshot::read_for(&spec, &Interest::leaves()).unwrap();
+        let (whole, leaves) = (whole.candidates().unwrap(), leaves.candidates().unwrap());
+        assert!(
+            leaves.list.iter().all(|c| c.key.is_empty()),
+            "list reads no key"
+        );
+        let show = |c: &Candidates<'_>| {
+            let mut out = Vec::new();
+            crate::list::print(&crate::list::rows(c), 0, &mut out).unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(show(&leaves), show(&whole));
+        assert!(!show(&whole).contains("unusable"));
+    }
+
+    #[test]
+    fn a_half_written_file_is_not_ready_in_serde_json_words() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = fixture_spec(&dir);
+        let SourceSpec::Acme(path) = &spec else {
+            unreachable!()
+        };
+        let full = std::fs::read(path).unwrap();
+        let interest = Interest::targets([(Some("turn.example.test"), None)]);
+        for cut in [0, 1, 100, full.len() / 2, full.len() - 2] {
+            std::fs::write(path, &full[..cut]).unwrap();
+            let said = |s: Snapshot| s.candidates().map(|_| ()).unwrap_err().to_string();
+            let (whole, streamed) = (
+                Snapshot::read(&spec).unwrap(),
+                Snapshot::read_for(&spec, &interest).unwrap(),
+            );
+            assert!(matches!(
+                streamed,
+                Snapshot::Acme(AcmeSnapshot {
+                    content: AcmeContent::Incomplete(_),
+                    ..
+                })
+            ));
+            assert_eq!(said(streamed), said(whole), "cut at {cut}");
+        }
+        std::fs::remove_file(path).unwrap();
+        let missing = |r: Result<Snapshot, SourceError>| r.map(|_| ()).unwrap_err().to_string();
+        assert_eq!(
+            missing(Snapshot::read_for(&spec, &interest)),
+            missing(Snapshot::read(&spec))
+        );
     }
 }

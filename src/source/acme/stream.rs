@@ -2,14 +2,16 @@
 //! handing each certificate entry to a callback, so that a 30 MB store of 5,000
 //! certificates never sits in memory whole.
 //!
-//! It is a fast path, not a second definition of the format. It accepts a document
-//! only when `serde_json` (with the types in `acme.rs`) would accept it and read the
-//! same entries from it: it validates the whole document as strictly as `serde_json`
-//! does, and anything it does not handle itself — an escape inside a field it reads, a
-//! struct written as an array, a duplicate field, invalid UTF-8 in a read string, the
-//! end of the input before the end of the document, a read error — makes it
-//! [`GiveUp`]. The caller then reads the file whole and lets `serde_json` decide, so
-//! errors, their wording and "not ready" stay exactly those of `acme::parse`.
+//! It is a fast path, not a second definition of the format. What it accepts,
+//! `serde_json` (with the types in `acme.rs`) accepts and reads the same way: it
+//! validates the whole document at least as strictly. When the input ends inside the
+//! document (Traefik is rewriting the file), it says so with `serde_json`'s own words
+//! and position. Anything else it does not handle itself (an escape inside a field it
+//! reads, a struct written as an array, a duplicate field, invalid UTF-8, a syntax
+//! error, a read error) makes it [`Stop::GiveUp`]: the caller reads the file whole and
+//! lets `serde_json` decide, so errors and "not ready" stay exactly those of
+//! `acme::parse`. Tests hold it to that on every prefix and many corruptions of a
+//! real file.
 //!
 //! Memory: the buffer holds the current certificate entry whole (a few kB; more only
 //! if an entry is that big), so the callback sees every field of an entry at once
@@ -17,11 +19,35 @@
 
 use std::io::{ErrorKind, Read};
 
-/// The fast path cannot decide; `serde_json` on the whole file must.
+/// Why a scan stopped before the end of the document.
 #[derive(Debug)]
-pub struct GiveUp;
+pub enum Stop {
+    /// The input ended inside the document: `serde_json`'s message for that input
+    /// (`EOF while parsing a string at line 12 column 40`), or `no content`.
+    Incomplete(String),
+    /// The fast path cannot decide; `serde_json` on the whole file must.
+    GiveUp,
+}
 
-type Result<T> = std::result::Result<T, GiveUp>;
+/// How reading stopped, inside the scanner.
+enum Halt {
+    /// The input ended while `serde_json` would be parsing this.
+    Eof(Inside),
+    /// Nothing but whitespace.
+    NoContent,
+    GiveUp,
+}
+
+/// What `serde_json` parses when an input ends, which its message names.
+#[derive(Clone, Copy)]
+enum Inside {
+    Value,
+    String,
+    Object,
+    List,
+}
+
+type Result<T> = std::result::Result<T, Halt>;
 
 /// One certificate entry, borrowed from the buffer; `None` is a missing or null field.
 pub struct RawEntry<'b> {
@@ -29,8 +55,10 @@ pub struct RawEntry<'b> {
     pub resolver: Option<usize>,
     pub main: Option<&'b str>,
     pub sans: Option<&'b [&'b str]>,
-    pub certificate: Option<&'b str>,
-    pub key: Option<&'b str>,
+    /// Checked to be UTF-8, but left as bytes: turning 30 MB of base64 into `&str`
+    /// would check it again, and most of it is dropped unread.
+    pub certificate: Option<&'b [u8]>,
+    pub key: Option<&'b [u8]>,
 }
 
 /// What the scanner reports, in file order.
@@ -47,7 +75,7 @@ pub fn scan<R: Read>(
     src: R,
     handler: &mut impl Handler,
     on_bytes: impl FnMut(&[u8]),
-) -> Result<()> {
+) -> std::result::Result<(), Stop> {
     let mut s = Scanner {
         src,
         on_bytes,
@@ -56,13 +84,39 @@ pub fn scan<R: Read>(
         pos: 0,
         filled: 0,
         eof: false,
+        lines: 0,
+        line_start: 0,
         resolver_names: 0,
     };
-    s.document(handler)
+    s.document(handler).map_err(|halt| match halt {
+        Halt::GiveUp => Stop::GiveUp,
+        Halt::NoContent => Stop::Incomplete("no content".into()),
+        Halt::Eof(inside) => {
+            let what = match inside {
+                Inside::Value => "a value",
+                Inside::String => "a string",
+                Inside::Object => "an object",
+                Inside::List => "a list",
+            };
+            // serde_json places an early end at the end of the input.
+            let end = s.base + s.filled;
+            Stop::Incomplete(format!(
+                "EOF while parsing {what} at line {} column {}",
+                s.lines + 1,
+                end - s.line_start
+            ))
+        }
+    })
 }
 
 /// Big enough that refills are rare next to the parsing, small next to the file.
 const INITIAL_BUFFER: usize = 64 * 1024;
+
+/// Every reading method takes `keep`: the absolute offset from which the buffer must
+/// keep its bytes while the method reads on (the start of the entry being read, whose
+/// fields are borrowed once it ends). A method never discards its own token either, so
+/// `keep` is clamped to where it starts; `NO_PIN` keeps nothing earlier.
+const NO_PIN: usize = usize::MAX;
 
 struct Scanner<R, F> {
     src: R,
@@ -74,6 +128,11 @@ struct Scanner<R, F> {
     pos: usize,
     filled: usize,
     eof: bool,
+    /// Newlines so far and where the last line starts, for `serde_json`'s position of
+    /// the end of a cut-short input. Newlines can only be whitespace there: inside a
+    /// string one is an error, which gives up before the end is reached.
+    lines: usize,
+    line_start: usize,
     resolver_names: usize,
 }
 
@@ -94,12 +153,6 @@ enum Field {
     Certificates,
     Other,
 }
-
-/// Every reading method takes `keep`: the absolute offset from which the buffer must
-/// keep its bytes while the method reads on (the start of the entry being read, whose
-/// fields are borrowed once it ends). A method never discards its own token either, so
-/// `keep` is clamped to where it starts; [`NO_PIN`] keeps nothing earlier.
-const NO_PIN: usize = usize::MAX;
 
 impl<R: Read, F: FnMut(&[u8])> Scanner<R, F> {
     // ---- buffer ----------------------------------------------------------------------
@@ -133,7 +186,8 @@ impl<R: Read, F: FnMut(&[u8])> Scanner<R, F> {
                     return Ok(true);
                 }
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(_) => return Err(GiveUp),
+                // A whole read meets the same error, and reports it.
+                Err(_) => return Err(Halt::GiveUp),
             }
         }
     }
@@ -154,26 +208,40 @@ impl<R: Read, F: FnMut(&[u8])> Scanner<R, F> {
     fn peek(&mut self, keep: usize) -> Result<Option<u8>> {
         let keep = keep.min(self.pos);
         loop {
-            match self.byte_at(self.pos, keep)? {
-                Some(b' ' | b'\n' | b'\r' | b'\t') => self.pos += 1,
-                other => return Ok(other),
+            let buffered = &self.buf[self.pos - self.base..self.filled];
+            for (i, &b) in buffered.iter().enumerate() {
+                match b {
+                    b' ' | b'\r' | b'\t' => {}
+                    b'\n' => {
+                        self.lines += 1;
+                        self.line_start = self.pos + i + 1;
+                    }
+                    _ => {
+                        self.pos += i;
+                        return Ok(Some(b));
+                    }
+                }
+            }
+            self.pos += buffered.len();
+            if !self.refill(keep)? {
+                return Ok(None);
             }
         }
     }
 
-    /// Like [`Self::peek`], but the end of the input is a give-up (the document is
-    /// unfinished: `serde_json` says whether that is "incomplete").
+    /// Like [`Self::peek`]; the end of the input here means the document was cut
+    /// short while `serde_json` would be parsing `inside`.
     #[inline]
-    fn next_token(&mut self, keep: usize) -> Result<u8> {
-        self.peek(keep)?.ok_or(GiveUp)
+    fn next_token(&mut self, keep: usize, inside: Inside) -> Result<u8> {
+        self.peek(keep)?.ok_or(Halt::Eof(inside))
     }
 
-    fn expect(&mut self, byte: u8, keep: usize) -> Result<()> {
-        if self.next_token(keep)? == byte {
+    fn expect(&mut self, byte: u8, keep: usize, inside: Inside) -> Result<()> {
+        if self.next_token(keep, inside)? == byte {
             self.pos += 1;
             Ok(())
         } else {
-            Err(GiveUp)
+            Err(Halt::GiveUp)
         }
     }
 
@@ -183,12 +251,13 @@ impl<R: Read, F: FnMut(&[u8])> Scanner<R, F> {
 
     // ---- scalars ---------------------------------------------------------------------
 
-    /// Reads a string (the opening quote is next) and returns where its content lies.
-    /// `typed` strings are read by `serde_json` as Rust strings: they must be valid
-    /// UTF-8, and an escape in one is left to `serde_json` to decode. Other strings are
-    /// only skipped, which `serde_json` does without checking UTF-8.
-    fn string(&mut self, typed: bool, keep: usize) -> Result<Span> {
-        self.expect(b'"', keep)?;
+    /// Reads a string and returns where its content lies; `inside` is what an end of
+    /// the input before its opening quote cuts short. `typed` strings are read by
+    /// `serde_json` as Rust strings: they must be valid UTF-8, and an escape in one is
+    /// left to `serde_json` to decode. Other strings are only skipped, which
+    /// `serde_json` does without checking UTF-8.
+    fn string(&mut self, typed: bool, keep: usize, inside: Inside) -> Result<Span> {
+        self.expect(b'"', keep, inside)?;
         let keep = keep.min(self.pos);
         let start = self.pos;
         let mut at = start;
@@ -200,7 +269,7 @@ impl<R: Read, F: FnMut(&[u8])> Scanner<R, F> {
             at += skipped;
             if !found {
                 if !self.refill(keep)? {
-                    return Err(GiveUp);
+                    return Err(Halt::Eof(Inside::String));
                 }
                 continue;
             }
@@ -208,30 +277,35 @@ impl<R: Read, F: FnMut(&[u8])> Scanner<R, F> {
                 b'"' => break,
                 b'\\' if !typed => at = self.escape(at + 1, keep)?,
                 // An escape in a typed string, or a control character (an error).
-                _ => return Err(GiveUp),
+                _ => return Err(Halt::GiveUp),
             }
         }
         self.pos = at + 1;
         let span = Span { start, end: at };
         if typed && !ascii && std::str::from_utf8(self.text(span)).is_err() {
-            return Err(GiveUp);
+            return Err(Halt::GiveUp);
         }
         Ok(span)
     }
 
     /// Checks the escape whose letter is at `at`; returns the offset after it.
     fn escape(&mut self, at: usize, keep: usize) -> Result<usize> {
-        match self.byte_at(at, keep)?.ok_or(GiveUp)? {
+        let mut next = |at| match self.byte_at(at, keep) {
+            Ok(Some(b)) => Ok(b),
+            Ok(None) => Err(Halt::Eof(Inside::String)),
+            Err(halt) => Err(halt),
+        };
+        match next(at)? {
             b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => Ok(at + 1),
             b'u' => {
                 for i in 1..=4 {
-                    if !self.byte_at(at + i, keep)?.ok_or(GiveUp)?.is_ascii_hexdigit() {
-                        return Err(GiveUp);
+                    if !next(at + i)?.is_ascii_hexdigit() {
+                        return Err(Halt::GiveUp);
                     }
                 }
                 Ok(at + 5)
             }
-            _ => Err(GiveUp),
+            _ => Err(Halt::GiveUp),
         }
     }
 
@@ -239,8 +313,10 @@ impl<R: Read, F: FnMut(&[u8])> Scanner<R, F> {
     fn literal(&mut self, word: &[u8], keep: usize) -> Result<()> {
         let keep = keep.min(self.pos);
         for (i, &b) in word.iter().enumerate() {
-            if self.byte_at(self.pos + i, keep)? != Some(b) {
-                return Err(GiveUp);
+            match self.byte_at(self.pos + i, keep)? {
+                Some(got) if got == b => {}
+                Some(_) => return Err(Halt::GiveUp),
+                None => return Err(Halt::Eof(Inside::Value)),
             }
         }
         self.pos += word.len();
@@ -248,6 +324,8 @@ impl<R: Read, F: FnMut(&[u8])> Scanner<R, F> {
     }
 
     /// A number, with JSON's grammar (what `serde_json` checks when it ignores one).
+    /// An input that ends after `-`, `.`, `e` or its sign is a syntax error to
+    /// `serde_json`, not an early end: those give up, for it to say so.
     fn number(&mut self, keep: usize) -> Result<()> {
         let keep = keep.min(self.pos);
         let mut at = self.pos;
@@ -258,16 +336,16 @@ impl<R: Read, F: FnMut(&[u8])> Scanner<R, F> {
             Some(b'0') => {
                 at += 1;
                 if self.byte_at(at, keep)?.is_some_and(|b| b.is_ascii_digit()) {
-                    return Err(GiveUp);
+                    return Err(Halt::GiveUp);
                 }
             }
             Some(b'1'..=b'9') => at = self.digits(at, keep)?,
-            _ => return Err(GiveUp),
+            _ => return Err(Halt::GiveUp),
         }
         if self.byte_at(at, keep)? == Some(b'.') {
             let after = self.digits(at + 1, keep)?;
             if after == at + 1 {
-                return Err(GiveUp);
+                return Err(Halt::GiveUp);
             }
             at = after;
         }
@@ -278,7 +356,7 @@ impl<R: Read, F: FnMut(&[u8])> Scanner<R, F> {
             }
             let after = self.digits(at, keep)?;
             if after == at {
-                return Err(GiveUp);
+                return Err(Halt::GiveUp);
             }
             at = after;
         }
@@ -300,9 +378,9 @@ impl<R: Read, F: FnMut(&[u8])> Scanner<R, F> {
         let keep = keep.min(self.pos);
         loop {
             // A value.
-            match self.next_token(keep)? {
+            match self.next_token(keep, Inside::Value)? {
                 b'"' => {
-                    self.string(false, keep)?;
+                    self.string(false, keep, Inside::Value)?;
                 }
                 b'n' => self.literal(b"null", keep)?,
                 b't' => self.literal(b"true", keep)?,
@@ -310,8 +388,11 @@ impl<R: Read, F: FnMut(&[u8])> Scanner<R, F> {
                 b'-' | b'0'..=b'9' => self.number(keep)?,
                 b @ (b'[' | b'{') => {
                     self.pos += 1;
-                    let close = if b == b'[' { b']' } else { b'}' };
-                    if self.next_token(keep)? == close {
+                    let (close, inside) = match b {
+                        b'[' => (b']', Inside::List),
+                        _ => (b'}', Inside::Object),
+                    };
+                    if self.next_token(keep, inside)? == close {
                         self.pos += 1;
                     } else {
                         open.push(b);
@@ -321,14 +402,19 @@ impl<R: Read, F: FnMut(&[u8])> Scanner<R, F> {
                         continue;
                     }
                 }
-                _ => return Err(GiveUp),
+                _ => return Err(Halt::GiveUp),
             }
             // After a value: a comma and the next member, or the end of containers.
             loop {
                 let Some(&inner) = open.last() else {
                     return Ok(());
                 };
-                match (self.next_token(keep)?, inner) {
+                let inside = if inner == b'[' {
+                    Inside::List
+                } else {
+                    Inside::Object
+                };
+                match (self.next_token(keep, inside)?, inner) {
                     (b',', _) => {
                         self.pos += 1;
                         if inner == b'{' {
@@ -340,7 +426,7 @@ impl<R: Read, F: FnMut(&[u8])> Scanner<R, F> {
                         self.pos += 1;
                         open.pop();
                     }
-                    _ => return Err(GiveUp),
+                    _ => return Err(Halt::GiveUp),
                 }
             }
         }
@@ -348,8 +434,8 @@ impl<R: Read, F: FnMut(&[u8])> Scanner<R, F> {
 
     /// An ignored object's key and its colon.
     fn key_colon(&mut self, keep: usize) -> Result<()> {
-        self.string(false, keep)?;
-        self.expect(b':', keep)
+        self.string(false, keep, Inside::Object)?;
+        self.expect(b':', keep, Inside::Object)
     }
 
     // ---- the acme.json shape ---------------------------------------------------------
@@ -363,55 +449,56 @@ impl<R: Read, F: FnMut(&[u8])> Scanner<R, F> {
         keep: usize,
         mut member: impl FnMut(&mut Self, Span) -> Result<()>,
     ) -> Result<()> {
-        self.expect(b'{', keep)?;
-        if self.next_token(keep)? == b'}' {
+        self.expect(b'{', keep, Inside::Value)?;
+        if self.next_token(keep, Inside::Object)? == b'}' {
             self.pos += 1;
             return Ok(());
         }
         loop {
-            self.peek(keep)?;
+            // After `{` a byte is there; after `,` serde_json expects a value.
+            self.next_token(keep, Inside::Value)?;
             let key_keep = keep.min(self.pos);
-            let key = self.string(true, key_keep)?;
-            self.expect(b':', key_keep)?;
+            let key = self.string(true, key_keep, Inside::Value)?;
+            self.expect(b':', key_keep, Inside::Object)?;
             member(self, key)?;
-            match self.next_token(keep)? {
+            match self.next_token(keep, Inside::Object)? {
                 b',' => self.pos += 1,
                 b'}' => {
                     self.pos += 1;
                     return Ok(());
                 }
-                _ => return Err(GiveUp),
+                _ => return Err(Halt::GiveUp),
             }
         }
     }
 
-    /// Iterates over an array's elements.
+    /// Iterates over the elements of an array that `serde_json` reads into a `Vec`.
     fn array(
         &mut self,
         keep: usize,
         mut element: impl FnMut(&mut Self) -> Result<()>,
     ) -> Result<()> {
-        self.expect(b'[', keep)?;
-        if self.next_token(keep)? == b']' {
+        self.expect(b'[', keep, Inside::Value)?;
+        if self.next_token(keep, Inside::List)? == b']' {
             self.pos += 1;
             return Ok(());
         }
         loop {
             element(self)?;
-            match self.next_token(keep)? {
+            match self.next_token(keep, Inside::List)? {
                 b',' => self.pos += 1,
                 b']' => {
                     self.pos += 1;
                     return Ok(());
                 }
-                _ => return Err(GiveUp),
+                _ => return Err(Halt::GiveUp),
             }
         }
     }
 
     /// Whether a `null` is next (and consumes it): an `Option` field that is `None`.
     fn null(&mut self, keep: usize) -> Result<bool> {
-        if self.next_token(keep)? == b'n' {
+        if self.next_token(keep, Inside::Value)? == b'n' {
             self.literal(b"null", keep)?;
             Ok(true)
         } else {
@@ -433,22 +520,23 @@ impl<R: Read, F: FnMut(&[u8])> Scanner<R, F> {
 
     /// The top level: resolvers (v2/v3) or the v1 fields, then nothing but whitespace.
     fn document(&mut self, handler: &mut impl Handler) -> Result<()> {
-        self.object(NO_PIN, |s, key| {
-            match s.text(key) {
-                b"Certificates" => s.certificates(None, handler),
-                b"Account" | b"HTTPChallenges" | b"TLSChallenges" => s.skip_value(NO_PIN),
-                name => {
-                    // UTF-8 was checked when the key was read.
-                    handler.resolver(std::str::from_utf8(name).map_err(|_| GiveUp)?);
-                    let index = s.resolver_names;
-                    s.resolver_names += 1;
-                    s.resolver(index, handler)
-                }
+        if self.peek(NO_PIN)?.is_none() {
+            return Err(Halt::NoContent);
+        }
+        self.object(NO_PIN, |s, key| match s.text(key) {
+            b"Certificates" => s.certificates(None, handler),
+            b"Account" | b"HTTPChallenges" | b"TLSChallenges" => s.skip_value(NO_PIN),
+            name => {
+                // UTF-8 was checked when the key was read.
+                handler.resolver(std::str::from_utf8(name).map_err(|_| Halt::GiveUp)?);
+                let index = s.resolver_names;
+                s.resolver_names += 1;
+                s.resolver(index, handler)
             }
         })?;
         match self.peek(NO_PIN)? {
             None => Ok(()),
-            Some(_) => Err(GiveUp),
+            Some(_) => Err(Halt::GiveUp),
         }
     }
 
@@ -462,7 +550,7 @@ impl<R: Read, F: FnMut(&[u8])> Scanner<R, F> {
             Field::Certificates if !std::mem::replace(&mut seen, true) => {
                 s.certificates(Some(index), handler)
             }
-            Field::Certificates => Err(GiveUp),
+            Field::Certificates => Err(Halt::GiveUp),
             _ => s.skip_value(NO_PIN),
         })
     }
@@ -484,11 +572,18 @@ impl<R: Read, F: FnMut(&[u8])> Scanner<R, F> {
         handler: &mut impl Handler,
     ) -> Result<()> {
         // Everything from here to the end of the entry stays in the buffer.
-        self.peek(NO_PIN)?;
+        self.next_token(NO_PIN, Inside::Value)?;
         let keep = self.pos;
         let (mut domain, mut certificate, mut key) = (false, None, None);
         let (mut main, mut has_sans) = (None, false);
         let (mut seen_main, mut seen_sans) = (false, false);
+        let text = |s: &mut Self| -> Result<Option<Span>> {
+            if s.null(keep)? {
+                Ok(None)
+            } else {
+                s.string(true, keep, Inside::Value).map(Some)
+            }
+        };
         sans.clear();
         self.object(keep, |s, k| match s.field(k) {
             Field::Domain if !std::mem::replace(&mut domain, true) => {
@@ -497,80 +592,105 @@ impl<R: Read, F: FnMut(&[u8])> Scanner<R, F> {
                 }
                 s.object(keep, |s, k| match s.field(k) {
                     Field::Main if !std::mem::replace(&mut seen_main, true) => {
-                        if !s.null(keep)? {
-                            main = Some(s.string(true, keep)?);
-                        }
+                        main = text(s)?;
                         Ok(())
                     }
                     Field::Sans if !std::mem::replace(&mut seen_sans, true) => {
                         if !s.null(keep)? {
                             has_sans = true;
                             s.array(keep, |s| {
-                                sans.push(s.string(true, keep)?);
+                                sans.push(s.string(true, keep, Inside::Value)?);
                                 Ok(())
                             })?;
                         }
                         Ok(())
                     }
-                    Field::Main | Field::Sans => Err(GiveUp),
+                    Field::Main | Field::Sans => Err(Halt::GiveUp),
                     _ => s.skip_value(keep),
                 })
             }
             Field::Certificate if certificate.is_none() => {
-                certificate = Some(if s.null(keep)? { None } else { Some(s.string(true, keep)?) });
+                certificate = Some(text(s)?);
                 Ok(())
             }
             Field::Key if key.is_none() => {
-                key = Some(if s.null(keep)? { None } else { Some(s.string(true, keep)?) });
+                key = Some(text(s)?);
                 Ok(())
             }
-            Field::Domain | Field::Certificate | Field::Key => Err(GiveUp),
+            Field::Domain | Field::Certificate | Field::Key => Err(Halt::GiveUp),
             _ => s.skip_value(keep),
         })?;
         // Every span was checked to be UTF-8 when read (typed strings).
-        let text = |span: Span| std::str::from_utf8(self.text(span)).map_err(|_| GiveUp);
-        let sans_text: Vec<&str> = sans.iter().map(|&s| text(s)).collect::<Result<_>>()?;
+        let utf8 = |span: Span| std::str::from_utf8(self.text(span)).map_err(|_| Halt::GiveUp);
+        let sans_text: Vec<&str> = sans.iter().map(|&s| utf8(s)).collect::<Result<_>>()?;
         handler.entry(RawEntry {
             resolver,
-            main: main.map(text).transpose()?,
+            main: main.map(utf8).transpose()?,
             sans: has_sans.then_some(&sans_text[..]),
-            certificate: certificate.flatten().map(text).transpose()?,
-            key: key.flatten().map(text).transpose()?,
+            certificate: certificate.flatten().map(|span| self.text(span)),
+            key: key.flatten().map(|span| self.text(span)),
         });
         Ok(())
     }
 }
 
-/// Finds the first `"`, `\` or control character in `bytes`, eight bytes at a time.
-/// Returns how many bytes precede it, whether one was found, and whether the bytes
-/// before it are all ASCII. The base64 payloads that make up almost all of an
+/// Finds the first `"`, `\` or control character in `bytes`, sixteen bytes at a
+/// time. Returns how many bytes precede it, whether one was found, and whether the
+/// bytes before it are all ASCII. The base64 payloads that make up almost all of an
 /// acme.json go through here, so it must not look at them one byte at a time.
 #[inline]
 fn scan_plain(bytes: &[u8]) -> (usize, bool, bool) {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
+    // The high bit of each byte of `w` that is `"`, `\` or below 0x20: a byte is zero
+    // after the XOR, or below 0x20, exactly when subtracting borrows into its high
+    // bit while its own high bit is clear. A borrow can also flag a byte above a true
+    // one, never below, so the lowest flag is exact; it is the only one used.
+    let special = |w: u64| {
+        ((w ^ (ONES * b'"' as u64)).wrapping_sub(ONES)
+            | (w ^ (ONES * b'\\' as u64)).wrapping_sub(ONES)
+            | w.wrapping_sub(ONES * 0x20))
+            & !w
+            & HIGH
+    };
+    let found = |at: usize, w: u64, flags: u64, high: u64| {
+        let k = (flags.trailing_zeros() / 8) as usize;
+        let before = if k == 0 {
+            0
+        } else {
+            w & (u64::MAX >> (64 - 8 * k))
+        };
+        (at + k, true, (high | before) & HIGH == 0)
+    };
+    let word = |b: &[u8]| u64::from_le_bytes(b.try_into().expect("eight bytes"));
     let mut high = 0u64;
-    let mut chunks = bytes.chunks_exact(8);
     let mut at = 0;
-    for chunk in &mut chunks {
-        let w = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
-        // A byte is flagged when it is zero after the XOR (or below 0x20); the lowest
-        // flagged byte is always a true one, which is the only one used.
-        let quote = w ^ (ONES * b'"' as u64);
-        let backslash = w ^ (ONES * b'\\' as u64);
-        let special = (quote.wrapping_sub(ONES) & !quote
-            | backslash.wrapping_sub(ONES) & !backslash
-            | w.wrapping_sub(ONES * 0x20) & !w)
-            & HIGH;
-        if special != 0 {
-            let k = (special.trailing_zeros() / 8) as usize;
-            let before = if k == 0 { 0 } else { w & (u64::MAX >> (64 - 8 * k)) };
-            return (at + k, true, (high | before) & HIGH == 0);
+    // Two words per branch: the payloads run for kilobytes between stops.
+    let mut pairs = bytes.chunks_exact(16);
+    for pair in &mut pairs {
+        let (a, b) = (word(&pair[..8]), word(&pair[8..]));
+        let (fa, fb) = (special(a), special(b));
+        if fa | fb != 0 {
+            return if fa != 0 {
+                found(at, a, fa, high)
+            } else {
+                found(at + 8, b, fb, high | a)
+            };
         }
-        high |= w;
+        high |= a | b;
+        at += 16;
+    }
+    let rest = pairs.remainder();
+    if rest.len() >= 8 {
+        let a = word(&rest[..8]);
+        let fa = special(a);
+        if fa != 0 {
+            return found(at, a, fa, high);
+        }
+        high |= a;
         at += 8;
     }
-    for &b in chunks.remainder() {
+    for &b in &bytes[at..] {
         if b == b'"' || b == b'\\' || b < 0x20 {
             return (at, true, high & HIGH == 0);
         }
@@ -600,10 +720,41 @@ mod tests {
             b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdef+/==\"",
             b"\x7f\x7f\x7f\x7f\x7f\x7f\x7f\x7f\x20\x21\x23",
         ];
-        for &case in cases {
+        // Every length up to three pairs, with each kind of stop at each place and a
+        // non-ASCII byte before or after it.
+        let mut generated = Vec::new();
+        for len in 0..48 {
+            let plain: Vec<u8> = (0..len)
+                .map(|i| b"QWxhZGRpbjpvcGVuIHNlc2FtZQ+/="[i % 29])
+                .collect();
+            generated.push(plain.clone());
+            for at in 0..len {
+                for stop in [b'"', b'\\', 0x00, 0x1f, 0xc3] {
+                    let mut v = plain.clone();
+                    v[at] = stop;
+                    generated.push(v.clone());
+                    if at + 1 < len {
+                        v[at + 1] = 0xa9;
+                        generated.push(v.clone());
+                    }
+                    if at > 0 {
+                        v[at - 1] = 0xe9;
+                        generated.push(v);
+                    }
+                }
+            }
+        }
+        let cases: Vec<&[u8]> = cases
+            .iter()
+            .copied()
+            .chain(generated.iter().map(|v| &v[..]))
+            .collect();
+        for &case in &cases {
             for start in 0..case.len().min(9) {
                 let bytes = &case[start..];
-                let want = bytes.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20);
+                let want = bytes
+                    .iter()
+                    .position(|&b| b == b'"' || b == b'\\' || b < 0x20);
                 let (at, found, ascii) = scan_plain(bytes);
                 assert_eq!(found, want.is_some(), "{bytes:?}");
                 assert_eq!(at, want.unwrap_or(bytes.len()), "{bytes:?}");
