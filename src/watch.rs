@@ -160,6 +160,16 @@ fn far_future() -> Instant {
     Instant::now() + Duration::from_secs(86400 * 365)
 }
 
+/// glibc keeps the heap a pass grew (tens of MB for a large acme.json's leaves) for
+/// later use; between passes a daemon is idle for minutes, so it is given back.
+fn release_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim has no preconditions; it only returns free memory to the OS.
+    unsafe {
+        nix::libc::malloc_trim(0);
+    }
+}
+
 /// Half the watchdog period systemd asked for, if it asked.
 fn watchdog_interval() -> Option<Duration> {
     let mut usec = 0;
@@ -195,11 +205,6 @@ impl Daemon {
         let outcome = crate::sync_targets(config, &candidates, &self.metrics);
         drop(candidates);
         drop(snapshot);
-        // The per-certificate metrics cost a look at every leaf: only when the source
-        // changed, and after the targets' files are in place.
-        if source_changed {
-            self.read_source_certificates();
-        }
 
         let all_ok = outcome.iter().all(Result::is_ok);
         for (target, result) in self.config.targets.clone().iter().zip(outcome) {
@@ -217,8 +222,15 @@ impl Daemon {
             };
             self.attempt_reload(target, retry).await;
         }
+        // The per-certificate metrics cost a second read of every leaf: only when the
+        // source changed and someone reads them, after the files and the reloads.
+        let metrics_read = self.config.metrics_listen.is_some() || self.config.textfile.is_some();
+        if source_changed && metrics_read {
+            self.read_source_certificates();
+        }
         self.last_good = all_ok.then_some(hash);
         self.write_textfile();
+        release_memory();
     }
 
     /// Reloads a target's reader; a failure is kept, with its backoff, for a retry.
