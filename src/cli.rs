@@ -87,7 +87,7 @@ pub struct SourceArgs {
     )]
     pub acme: Option<PathBuf>,
 
-    /// A certbot live/<name>/ folder. With --once and no source, $RENEWED_LINEAGE.
+    /// A certbot `live/<name>/` folder. With --once and no source, $RENEWED_LINEAGE.
     #[arg(long, env = "CERTSYNC_CERTBOT_LINEAGE", value_name = "DIR")]
     pub certbot_lineage: Option<PathBuf>,
 }

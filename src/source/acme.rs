@@ -12,7 +12,7 @@
 //!
 //! - [`parse`]: `serde_json` over the whole file in memory, borrowing every string from
 //!   it. It is the definition of what certsync accepts.
-//! - [`read_streamed`]: a single pass through a small buffer ([`stream`]) that keeps,
+//! - [`read_streamed`]: a single pass through a small buffer (`stream`) that keeps,
 //!   of each entry, only what an [`Interest`] asks for. It is a fast path: whatever it
 //!   is not sure to read exactly as [`parse`] would, it leaves to [`parse`].
 

@@ -297,15 +297,6 @@ impl Snapshot {
         }
     }
 
-    /// Bytes that identify this version of the source (to skip identical rewrites):
-    /// for an acme.json, its content hash, since a streamed read keeps no content.
-    pub fn content(&self) -> Vec<&[u8]> {
-        match self {
-            Snapshot::Acme(a) => vec![&a.digest],
-            Snapshot::Certbot(l) => vec![&l.fullchain, &l.privkey],
-        }
-    }
-
     /// xxh3-128 of this version of the source, computed while it was read.
     pub fn content_hash(&self) -> u128 {
         match self {
@@ -365,18 +356,10 @@ impl Snapshot {
     }
 }
 
-/// Reads and parses the source, waiting out a half-written file: each `NotReady` sleeps
-/// the next delay of `backoff`; when it runs dry the last `NotReady` is returned.
-/// `use_candidates` runs on the first version that parses, so a big file is parsed once.
-pub async fn read_when_ready<R>(
-    spec: &SourceSpec,
-    backoff: impl Iterator<Item = std::time::Duration>,
-    use_candidates: impl FnOnce(&Candidates<'_>) -> R,
-) -> Result<R, SourceError> {
-    read_when_ready_for(spec, &Interest::everything(), backoff, use_candidates).await
-}
-
-/// [`read_when_ready`], keeping only what `interest` asks for.
+/// Reads and parses the source for `interest`, waiting out a half-written file: each
+/// `NotReady` sleeps the next delay of `backoff`; when it runs dry the last `NotReady`
+/// is returned. `use_candidates` runs on the first version that parses, so a big file
+/// is read once.
 pub async fn read_when_ready_for<R>(
     spec: &SourceSpec,
     interest: &Interest,
