@@ -8,12 +8,14 @@
 use std::fmt;
 
 use base64::Engine;
-use rustls::pki_types::pem::PemObject;
+use pkcs8::der::Decode;
 use rustls::pki_types::PrivateKeyDer;
+use x509_parser::prelude::FromDer;
 use zeroize::Zeroizing;
 
-use crate::leaf::{self, Leaf};
-use crate::source::{Candidate, Encoding};
+use crate::dns;
+use crate::leaf::{Encoding, Leaf};
+use crate::source::Candidate;
 
 /// How well a candidate's names match the requested domain; lower is better.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -36,11 +38,11 @@ pub enum SelectError {
 
 /// How a candidate matches `domain`, if it does.
 pub fn rank(candidate: &Candidate<'_>, domain: &str) -> Option<Match> {
-    if leaf::name_is(&candidate.main, domain) {
+    if dns::name_is(&candidate.main, domain) {
         Some(Match::Main)
-    } else if candidate.sans.iter().any(|s| leaf::name_is(s, domain)) {
+    } else if candidate.sans.iter().any(|s| dns::name_is(s, domain)) {
         Some(Match::San)
-    } else if candidate.names().any(|n| leaf::name_covers(n, domain)) {
+    } else if candidate.names().any(|n| dns::name_covers(n, domain)) {
         Some(Match::Wildcard)
     } else {
         None
@@ -114,13 +116,15 @@ fn decode(text: &str, encoding: Encoding) -> Result<Vec<u8>, base64::DecodeError
 
 /// A certificate and key that passed every check, ready to be written.
 pub struct Bundle {
-    /// Leaf then chain, PEM text exactly as the source stored it.
+    /// Leaf then chain: the certificates parsed, re-encoded as clean PEM blocks (what
+    /// Traefik and certbot store, byte for byte; never text from around the blocks).
     pub fullchain: Vec<u8>,
     /// PEM of the leaf alone.
     pub leaf_pem: Vec<u8>,
     /// PEM of the chain without the leaf (empty when the source had none).
     pub chain_pem: Vec<u8>,
-    /// The private key as the source stored it. Wiped from memory on drop.
+    /// The private key's one PEM block, re-encoded as it was parsed. Wiped from memory
+    /// on drop.
     pub key: Zeroizing<Vec<u8>>,
     /// DER of the leaf, to compare with what a server presents.
     pub leaf_der: Vec<u8>,
@@ -151,6 +155,8 @@ pub enum ValidateError {
     Chain { origin: String, reason: String },
     #[error("{origin}: the private key does not parse: {reason}")]
     Key { origin: String, reason: String },
+    #[error("{origin}: the private key is refused: {reason}")]
+    KeyRefused { origin: String, reason: KeyRefusal },
     #[error("{origin}: the private key does not match the leaf certificate (serial {serial})")]
     KeyMismatch { origin: String, serial: String },
     #[error("{origin}: the leaf (serial {serial}) does not cover {domain:?}; it covers {names}")]
@@ -183,18 +189,23 @@ pub fn validate(
             reason: e.to_string(),
         }
     };
-    let fullchain =
+    let stored =
         decode(&candidate.certificate, candidate.encoding).map_err(base64_err("certificate"))?;
-    let key =
+    let stored_key =
         Zeroizing::new(decode(&candidate.key, candidate.encoding).map_err(base64_err("key"))?);
 
     let chain_err = |reason: String| ValidateError::Chain {
         origin: origin.clone(),
         reason,
     };
-    let blocks = ::pem::parse_many(&fullchain).map_err(|e| chain_err(e.to_string()))?;
+    let blocks = ::pem::parse_many(&stored).map_err(|e| chain_err(e.to_string()))?;
     if blocks.is_empty() {
         return Err(chain_err("it holds no PEM block".into()));
+    }
+    // The PEM parser skips a block without its END line; such a tail is a truncated
+    // intermediate, or worse, key text, and must not pass for a shorter chain.
+    if let Some(reason) = unterminated(&stored, blocks.len()) {
+        return Err(chain_err(reason));
     }
     if let Some(b) = blocks.iter().find(|b| b.tag() != "CERTIFICATE") {
         return Err(chain_err(format!("it holds a {:?} block", b.tag())));
@@ -226,8 +237,12 @@ pub fn validate(
         }
     }
 
-    key_matches(&key, leaf).map_err(|e| match e {
+    let key = key_matches(&stored_key, leaf).map_err(|e| match e {
         KeyCheck::Unreadable(reason) => ValidateError::Key {
+            origin: origin.clone(),
+            reason,
+        },
+        KeyCheck::Refused(reason) => ValidateError::KeyRefused {
             origin: origin.clone(),
             reason,
         },
@@ -259,6 +274,7 @@ pub fn validate(
             ::pem::EncodeConfig::new().set_line_ending(::pem::LineEnding::LF),
         )
     };
+    let fullchain = blocks.iter().map(encode).collect::<String>().into_bytes();
     let leaf_pem = encode(&blocks[0]).into_bytes();
     let chain_pem = blocks[1..]
         .iter()
@@ -276,29 +292,212 @@ pub fn validate(
     })
 }
 
+/// Whether a PEM private key belongs to `leaf`: `None` when the key cannot be read
+/// (validation then says why). Sources use it to tell a pair caught mid-renewal from a
+/// usable one before anything is selected.
+pub fn key_fits(key_pem: &[u8], leaf: &Leaf) -> Option<bool> {
+    match key_matches(key_pem, leaf) {
+        Ok(_) => Some(true),
+        Err(KeyCheck::Mismatch) => Some(false),
+        Err(KeyCheck::Unreadable(_) | KeyCheck::Refused(_)) => None,
+    }
+}
+
+/// What is wrong with PEM text, without quoting any of it (rule 6: key material never
+/// reaches a message).
+fn pem_problem(e: &::pem::PemError) -> String {
+    use ::pem::PemError;
+    match e {
+        PemError::MismatchedTags(..) => "its BEGIN and END lines do not match",
+        PemError::MalformedFraming => "its BEGIN/END lines are malformed",
+        PemError::MissingBeginTag => "it has no BEGIN line",
+        PemError::MissingEndTag => "it has no END line",
+        PemError::MissingData => "a PEM block is empty",
+        PemError::InvalidData(_) => "a PEM block is not valid base64",
+        PemError::InvalidHeader(_) => "a PEM block has an invalid header",
+        PemError::NotUtf8(_) => "it is not UTF-8 text",
+    }
+    .to_owned()
+}
+
 enum KeyCheck {
     Unreadable(String),
+    Refused(KeyRefusal),
     Mismatch,
 }
 
-/// Whether the private key belongs to the leaf: the public half rustls derives from the
-/// key must equal the leaf's SubjectPublicKeyInfo, byte for byte. PKCS#8, PKCS#1 (RSA)
-/// and SEC1 (EC) are all accepted: Traefik writes PKCS#8, older tools the others.
-fn key_matches(key_pem: &[u8], leaf: &Leaf) -> Result<(), KeyCheck> {
-    // The error types of these parsers never carry key bytes, only a description.
-    let der =
-        PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| KeyCheck::Unreadable(e.to_string()))?;
+/// Why a private key that parses is not used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyRefusal {
+    #[error("it is encrypted; certsync needs it in clear, as Traefik and certbot store it")]
+    Encrypted,
+    #[error("RSA {bits} bits is too weak for a TLS server (at least 2048)")]
+    WeakRsa { bits: usize },
+    #[error("its algorithm (OID {0}) is not one a TLS server uses")]
+    Algorithm(String),
+    #[error("it does not carry its public half, and certsync cannot compute it for this curve")]
+    NoPublicHalf,
+}
+
+/// The smallest RSA modulus accepted: what CAs issue for and browsers accept.
+const MIN_RSA_BITS: usize = 2048;
+
+const OID_RSA: &str = "1.2.840.113549.1.1.1";
+const OID_RSA_PSS: &str = "1.2.840.113549.1.1.10";
+const OID_EC: &str = "1.2.840.10045.2.1";
+const OID_ED25519: &str = "1.3.101.112";
+
+/// A message when `text` has more BEGIN or END lines than the `complete` blocks parsed.
+fn unterminated(text: &[u8], complete: usize) -> Option<String> {
+    let count = |needle: &[u8]| text.windows(needle.len()).filter(|w| *w == needle).count();
+    let (begins, ends) = (count(b"-----BEGIN "), count(b"-----END "));
+    (begins != complete || ends != complete).then(|| {
+        format!(
+            "it holds {begins} BEGIN and {ends} END lines but {complete} complete PEM block(s): \
+             a block is cut short"
+        )
+    })
+}
+
+/// The public half a private key carries, in the terms of a leaf's SubjectPublicKeyInfo.
+enum PublicHalf<'k> {
+    Rsa {
+        modulus: &'k [u8],
+        exponent: &'k [u8],
+    },
+    /// The encoded point (EC) or key (Ed25519), as the leaf's subjectPublicKey bits.
+    Bits(&'k [u8]),
+    /// Not stored with the key: derived by loading the key (ring).
+    Derive,
+}
+
+/// Whether the private key belongs to the leaf, and the key as one clean PEM block.
+///
+/// The public half stored in the key (RSA modulus and exponent, the EC point) must
+/// equal the leaf's; this accepts every key a TLS server such as coturn (OpenSSL) can
+/// use, including RSA 8192, RSA-PSS, P-521 and small exponents, which ring cannot
+/// load. PKCS#8, PKCS#1 (RSA) and SEC1 (EC) are all read: Traefik writes PKCS#8,
+/// older tools the others. Errors never quote key bytes.
+fn key_matches(key_pem: &[u8], leaf: &Leaf) -> Result<Zeroizing<Vec<u8>>, KeyCheck> {
+    // The pem crate's messages quote the text they stumbled on (a BEGIN label, a
+    // header): in a key file that can be key material, so only the kind is said.
+    let blocks = ::pem::parse_many(key_pem).map_err(|e| KeyCheck::Unreadable(pem_problem(&e)))?;
+    if blocks.iter().any(|b| {
+        b.tag() == "ENCRYPTED PRIVATE KEY"
+            || b.headers()
+                .get("Proc-Type")
+                .is_some_and(|v| v.contains("ENCRYPTED"))
+    }) {
+        return Err(KeyCheck::Refused(KeyRefusal::Encrypted));
+    }
+    if let Some(reason) = unterminated(key_pem, blocks.len()) {
+        return Err(KeyCheck::Unreadable(reason));
+    }
+    let mut keys = blocks.iter().filter(|b| b.tag().ends_with("PRIVATE KEY"));
+    let (Some(block), None) = (keys.next(), keys.next()) else {
+        return Err(KeyCheck::Unreadable(format!(
+            "it must hold exactly one PRIVATE KEY block; it holds {} PEM block(s): {}",
+            blocks.len(),
+            blocks
+                .iter()
+                .map(|b| b.tag())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    };
+    let unreadable = |e: pkcs8::der::Error| KeyCheck::Unreadable(e.to_string());
+    let der = block.contents();
+    let (public, rsa) = match block.tag() {
+        "PRIVATE KEY" => {
+            let info = pkcs8::PrivateKeyInfo::from_der(der).map_err(unreadable)?;
+            match info.algorithm.oid.to_string().as_str() {
+                OID_RSA | OID_RSA_PSS => rsa_half(info.private_key).map_err(unreadable)?,
+                OID_EC => (ec_half(info.private_key).map_err(unreadable)?, None),
+                OID_ED25519 => (
+                    info.public_key.map_or(PublicHalf::Derive, PublicHalf::Bits),
+                    None,
+                ),
+                other => return Err(KeyCheck::Refused(KeyRefusal::Algorithm(other.to_owned()))),
+            }
+        }
+        "RSA PRIVATE KEY" => rsa_half(der).map_err(unreadable)?,
+        "EC PRIVATE KEY" => (ec_half(der).map_err(unreadable)?, None),
+        other => {
+            return Err(KeyCheck::Unreadable(format!(
+                "a {other:?} block is not a private key certsync reads"
+            )))
+        }
+    };
+    if let Some(bits) = rsa.filter(|b| *b < MIN_RSA_BITS) {
+        return Err(KeyCheck::Refused(KeyRefusal::WeakRsa { bits }));
+    }
+    let (_, spki) = x509_parser::x509::SubjectPublicKeyInfo::from_der(&leaf.spki)
+        .map_err(|e| KeyCheck::Unreadable(format!("the leaf's public key: {e}")))?;
+    let same = match public {
+        // The bits are a PKCS#1 RSAPublicKey under either OID (rsaEncryption, RSASSA-PSS).
+        PublicHalf::Rsa { modulus, exponent } => {
+            match pkcs1::RsaPublicKey::from_der(&spki.subject_public_key.data) {
+                Ok(leaf_key) => {
+                    strip(leaf_key.modulus.as_bytes()) == modulus
+                        && strip(leaf_key.public_exponent.as_bytes()) == exponent
+                }
+                Err(_) => false,
+            }
+        }
+        PublicHalf::Bits(bits) => spki.subject_public_key.data.as_ref() == bits,
+        PublicHalf::Derive => derived_public(block)? == leaf.spki.as_slice(),
+    };
+    if !same {
+        return Err(KeyCheck::Mismatch);
+    }
+    let clean = ::pem::encode_config(
+        block,
+        ::pem::EncodeConfig::new().set_line_ending(::pem::LineEnding::LF),
+    );
+    Ok(Zeroizing::new(clean.into_bytes()))
+}
+
+/// The modulus and exponent of a PKCS#1 key, and its size in bits.
+fn rsa_half(der: &[u8]) -> Result<(PublicHalf<'_>, Option<usize>), pkcs8::der::Error> {
+    let key = pkcs1::RsaPrivateKey::from_der(der)?;
+    let modulus = strip(key.modulus.as_bytes());
+    let bits = modulus
+        .first()
+        .map_or(0, |b| modulus.len() * 8 - b.leading_zeros() as usize);
+    Ok((
+        PublicHalf::Rsa {
+            modulus,
+            exponent: strip(key.public_exponent.as_bytes()),
+        },
+        Some(bits),
+    ))
+}
+
+/// The point a SEC1 key stores (every tool in use writes it), or `Derive`.
+fn ec_half(der: &[u8]) -> Result<PublicHalf<'_>, pkcs8::der::Error> {
+    let key = sec1::EcPrivateKey::from_der(der)?;
+    Ok(key.public_key.map_or(PublicHalf::Derive, PublicHalf::Bits))
+}
+
+fn strip(n: &[u8]) -> &[u8] {
+    let zeros = n.iter().take_while(|b| **b == 0).count();
+    &n[zeros..]
+}
+
+/// The SubjectPublicKeyInfo ring derives from a key that does not store its public
+/// half (an Ed25519 PKCS#8 v1, an EC key without its point).
+fn derived_public(block: &::pem::Pem) -> Result<Vec<u8>, KeyCheck> {
+    let der = match block.tag() {
+        "PRIVATE KEY" => PrivateKeyDer::Pkcs8(block.contents().to_vec().into()),
+        _ => PrivateKeyDer::Sec1(block.contents().to_vec().into()),
+    };
     let provider = rustls::crypto::ring::default_provider();
     let signing_key = provider
         .key_provider
         .load_private_key(der)
-        .map_err(|e| KeyCheck::Unreadable(e.to_string()))?;
-    let public = signing_key.public_key().ok_or_else(|| {
-        KeyCheck::Unreadable("the key type cannot be checked against the leaf".into())
-    })?;
-    if public.as_ref() == leaf.spki.as_slice() {
-        Ok(())
-    } else {
-        Err(KeyCheck::Mismatch)
-    }
+        .map_err(|_| KeyCheck::Refused(KeyRefusal::NoPublicHalf))?;
+    signing_key
+        .public_key()
+        .map(|p| p.as_ref().to_vec())
+        .ok_or(KeyCheck::Refused(KeyRefusal::NoPublicHalf))
 }

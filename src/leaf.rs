@@ -7,7 +7,27 @@ use x509_parser::oid_registry;
 use x509_parser::prelude::*;
 use x509_parser::public_key::PublicKey;
 
-use crate::source::Encoding;
+use crate::dns;
+
+/// How a source stores certificate and key text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// Base64 of PEM text, as in acme.json.
+    Base64,
+    /// PEM text itself, as in certbot's, Caddy's and Kubernetes' files.
+    Pem,
+}
+
+/// Why a stored certificate could not be read as a leaf. Each layer names itself.
+#[derive(Debug, thiserror::Error)]
+pub enum LeafError {
+    #[error("certificate is not base64")]
+    Base64(#[source] base64::DecodeError),
+    #[error("certificate is not PEM")]
+    Pem(#[source] ::pem::PemError),
+    #[error("not an X.509 certificate")]
+    X509(#[source] x509_parser::nom::Err<X509Error>),
+}
 
 /// Facts about one leaf certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,15 +87,15 @@ impl Leaf {
     }
 
     /// Parses a DER certificate.
-    pub fn from_der(der: &[u8]) -> Result<Leaf, String> {
+    pub fn from_der(der: &[u8]) -> Result<Leaf, LeafError> {
         X509Certificate::from_der(der)
             .map(|(_, cert)| Leaf::from_cert(&cert))
-            .map_err(|e| format!("not an X.509 certificate: {e}"))
+            .map_err(LeafError::X509)
     }
 
     /// Whether any of the leaf's names covers `domain` (`*.x` covers one label).
     pub fn covers(&self, domain: &str) -> bool {
-        self.names.iter().any(|n| name_covers(n, domain))
+        self.names.iter().any(|n| dns::name_covers(n, domain))
     }
 
     /// The not-after as RFC 3339 (UTC), for people.
@@ -96,21 +116,21 @@ pub fn stored_leaf_der(
     encoding: Encoding,
     scratch: &mut Vec<u8>,
     out: &mut Vec<u8>,
-) -> Result<(), String> {
+) -> Result<(), LeafError> {
     let pem_text = match encoding {
         Encoding::Pem => text.as_bytes(),
         Encoding::Base64 => {
             scratch.clear();
             base64::engine::general_purpose::STANDARD
                 .decode_vec(text.trim(), scratch)
-                .map_err(|e| format!("certificate is not base64: {e}"))?;
+                .map_err(LeafError::Base64)?;
             &scratch[..]
         }
     };
     if first_certificate_fast(pem_text, out) {
         return Ok(());
     }
-    let block = ::pem::parse(pem_text).map_err(|e| format!("certificate is not PEM: {e}"))?;
+    let block = ::pem::parse(pem_text).map_err(LeafError::Pem)?;
     out.extend_from_slice(block.contents());
     Ok(())
 }
@@ -154,37 +174,18 @@ fn first_certificate_fast(pem: &[u8], out: &mut Vec<u8>) -> bool {
     }
 }
 
+/// Seconds since the Unix epoch: the clock a leaf's validity is compared with.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
 /// Formats Unix seconds as RFC 3339 UTC.
 pub fn rfc3339(unix: i64) -> String {
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix.max(0) as u64);
     humantime::format_rfc3339_seconds(t).to_string()
-}
-
-/// DNS name comparison: case-insensitive, a trailing dot ignored.
-fn same_name(a: &str, b: &str) -> bool {
-    a.trim_end_matches('.')
-        .eq_ignore_ascii_case(b.trim_end_matches('.'))
-}
-
-/// Whether a certificate name covers a domain. A wildcard `*.example.com` covers
-/// exactly one extra label (`a.example.com`, not `example.com` nor `a.b.example.com`),
-/// as RFC 6125 and every TLS client have it. Asking for the wildcard itself matches it.
-pub fn name_covers(cert_name: &str, domain: &str) -> bool {
-    if same_name(cert_name, domain) {
-        return true;
-    }
-    let Some(suffix) = cert_name.strip_prefix("*.") else {
-        return false;
-    };
-    match domain.split_once('.') {
-        Some((label, rest)) => !label.is_empty() && label != "*" && same_name(suffix, rest),
-        None => false,
-    }
-}
-
-/// Whether `cert_name` names `domain` exactly (no wildcard expansion).
-pub fn name_is(cert_name: &str, domain: &str) -> bool {
-    same_name(cert_name, domain)
 }
 
 fn key_type(spki: &SubjectPublicKeyInfo<'_>) -> String {
@@ -219,13 +220,14 @@ mod tests {
     fn reference(pem: &[u8]) -> Result<Vec<u8>, String> {
         ::pem::parse(pem)
             .map(|b| b.contents().to_vec())
-            .map_err(|e| format!("certificate is not PEM: {e}"))
+            .map_err(|e| crate::error::chain(&LeafError::Pem(e)))
     }
 
     fn leaf_der(pem: &[u8]) -> Result<Vec<u8>, String> {
         let (mut scratch, mut out) = (Vec::new(), vec![7]);
         let text = base64::engine::general_purpose::STANDARD.encode(pem);
-        stored_leaf_der(&text, Encoding::Base64, &mut scratch, &mut out)?;
+        stored_leaf_der(&text, Encoding::Base64, &mut scratch, &mut out)
+            .map_err(|e| crate::error::chain(&e))?;
         assert_eq!(out[0], 7, "appends");
         Ok(out[1..].to_vec())
     }
@@ -263,8 +265,9 @@ mod tests {
         }
         assert!(leaf_der(text.as_bytes()).is_ok_and(|der| Leaf::from_der(&der).is_ok()));
         let mut out = Vec::new();
+        let e = stored_leaf_der("!!", Encoding::Base64, &mut Vec::new(), &mut out).unwrap_err();
         assert_eq!(
-            stored_leaf_der("!!", Encoding::Base64, &mut Vec::new(), &mut out).unwrap_err(),
+            crate::error::chain(&e),
             format!(
                 "certificate is not base64: {}",
                 base64::engine::general_purpose::STANDARD
@@ -272,17 +275,5 @@ mod tests {
                     .unwrap_err()
             )
         );
-    }
-
-    #[test]
-    fn wildcard_covers_exactly_one_label() {
-        assert!(name_covers("*.example.com", "turn.example.com"));
-        assert!(name_covers("*.example.com", "TURN.Example.com."));
-        assert!(!name_covers("*.example.com", "example.com"));
-        assert!(!name_covers("*.example.com", "a.b.example.com"));
-        assert!(!name_covers("*.example.com", ".example.com"));
-        assert!(name_covers("*.example.com", "*.example.com"));
-        assert!(!name_covers("turn.example.com", "x.turn.example.com"));
-        assert!(name_covers("turn.example.com", "turn.example.com"));
     }
 }

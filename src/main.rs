@@ -4,17 +4,20 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-use certsync::cli::{Cli, Command, LogFormat};
-use certsync::config::Config;
-use certsync::source::{self, SourceSpec};
+use certsync::cli::{Cli, Command, ListFormat, LogFormat};
+use certsync::config::{self, Config};
+use certsync::error::Chain;
+use certsync::metrics::Metrics;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
+    // One thread runs the event loop; disk-bound work goes to tokio's blocking pool.
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -26,55 +29,100 @@ fn main() -> ExitCode {
         }
     };
     match &cli.command {
-        Some(Command::List { acme }) => runtime.block_on(list(acme.clone())),
-        None => {
-            let renewed_lineage = std::env::var_os("RENEWED_LINEAGE").map(PathBuf::from);
-            let config = match Config::from_cli(&cli, renewed_lineage) {
-                Ok(c) => c,
+        Some(Command::List {
+            source,
+            format,
+            all,
+            include,
+            exclude,
+            resolver,
+        }) => {
+            let Some(spec) = certsync::source::SourceSpec::from_args(source) else {
+                eprintln!("certsync: list needs a source: --acme FILE, --certbot-lineage DIR, --caddy-storage DIR or --pem-cert FILE --pem-key FILE");
+                return ExitCode::from(2);
+            };
+            let all = *all || !include.is_empty() || !exclude.is_empty() || resolver.is_some();
+            let filter = match all
+                .then(|| certsync::export::Filter::new(include, exclude))
+                .transpose()
+            {
+                Ok(f) => f.map(|f| (resolver.clone(), f)),
                 Err(e) => {
-                    eprintln!("certsync: {e}");
+                    eprintln!("certsync: {}", Chain(&e));
                     return ExitCode::from(2);
                 }
             };
-            if cli.once {
-                exit(runtime.block_on(certsync::once(&config)))
-            } else {
-                let shutdown = match terminate(&runtime) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        eprintln!("certsync: cannot handle SIGTERM/SIGINT: {e}");
-                        return ExitCode::from(1);
-                    }
-                };
-                match runtime.block_on(certsync::watch::run(cli, config, shutdown)) {
-                    Ok(()) => ExitCode::SUCCESS,
-                    Err(e) => {
-                        tracing::error!("{e:#}");
-                        ExitCode::from(1)
-                    }
+            runtime.block_on(certsync::list::run(
+                &spec,
+                *format == ListFormat::Json,
+                filter,
+            ))
+        }
+        Some(Command::Health { metrics_listen }) => {
+            let addr = metrics_listen.as_deref().unwrap_or("127.0.0.1:9731");
+            let Ok(addr) = addr.parse() else {
+                eprintln!("certsync: --metrics-listen {addr:?} is not HOST:PORT (an IP address)");
+                return ExitCode::from(2);
+            };
+            match runtime.block_on(certsync::health::check(addr)) {
+                Ok(answer) => {
+                    println!("{answer}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("certsync: {}", Chain(&e));
+                    ExitCode::from(1)
                 }
             }
         }
+        None => run(cli, &runtime),
     }
 }
 
-/// Completes on the first SIGTERM or SIGINT. The handlers are installed at once, so
-/// a signal during start-up is not lost to the default action.
-fn terminate(
-    runtime: &tokio::runtime::Runtime,
-) -> std::io::Result<impl std::future::Future<Output = ()>> {
-    use tokio::signal::unix::{signal, SignalKind};
+fn run(cli: Cli, runtime: &tokio::runtime::Runtime) -> ExitCode {
+    let renewed_lineage = std::env::var_os("RENEWED_LINEAGE").map(PathBuf::from);
+    let watchdog = if cli.once {
+        Ok(None)
+    } else {
+        config::watchdog_interval()
+    };
+    let (config, watchdog) =
+        match Config::from_cli(&cli, renewed_lineage).and_then(|c| Ok((c, watchdog?))) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("certsync: {}", Chain(&e));
+                return ExitCode::from(2);
+            }
+        };
+    if cli.once {
+        let config = Arc::new(config);
+        let metrics = Arc::new(Metrics::new(config.expiry_warning, config.expiry_critical));
+        metrics.expect_targets(
+            &config
+                .targets
+                .iter()
+                .map(|t| t.name.clone())
+                .chain(config.exports.iter().map(|e| e.label.clone()))
+                .collect::<Vec<_>>(),
+        );
+        let report = runtime.block_on(certsync::pipeline::once(config, metrics));
+        return exit(report.all_ok());
+    }
     let _context = runtime.enter();
-    let (mut term, mut int) = (
-        signal(SignalKind::terminate())?,
-        signal(SignalKind::interrupt())?,
-    );
-    Ok(async move {
-        tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM received"),
-            _ = int.recv() => tracing::info!("SIGINT received"),
+    let shutdown = match certsync::shutdown::on_signal() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("certsync: cannot handle SIGTERM/SIGINT: {e}");
+            return ExitCode::from(1);
         }
-    })
+    };
+    match runtime.block_on(certsync::watch::run(cli, config, watchdog, shutdown)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 fn exit(ok: bool) -> ExitCode {
@@ -85,37 +133,13 @@ fn exit(ok: bool) -> ExitCode {
     }
 }
 
-async fn list(acme: PathBuf) -> ExitCode {
-    let spec = SourceSpec::Acme(acme);
-    let backoff = certsync::not_ready_backoff(
-        std::time::Duration::from_millis(20),
-        Some(certsync::ONCE_SOURCE_PATIENCE),
-    );
-    let interest = source::Interest::leaves();
-    let rows = source::read_when_ready_for(&spec, &interest, backoff, certsync::list::rows).await;
-    match rows {
-        Ok(rows) => {
-            let printed =
-                certsync::list::print(&rows, certsync::unix_now(), std::io::stdout().lock());
-            // A closed pipe (`certsync list | head`) is not a failure.
-            exit(
-                printed.is_ok()
-                    || printed.is_err_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe),
-            )
-        }
-        Err(e) => {
-            eprintln!("certsync: {e}");
-            ExitCode::from(1)
-        }
-    }
-}
-
 fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let ansi = std::io::stderr().is_terminal();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
+        .with_writer(certsync::logwriter::EscapingStderr { ansi })
+        .with_ansi(ansi);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),

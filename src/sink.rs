@@ -9,6 +9,13 @@
 //!
 //! Unchanged content is never rewritten (no needless reload); a wrong owner or mode on
 //! it is repaired in place.
+//!
+//! One writer per folder: [`apply`] holds an advisory lock (`flock` on `.certsync.lock`
+//! in the folder) from the comparison to the last rename, so a cron `--once` beside the
+//! daemon, or a sidecar beside the host, cannot interleave renames and leave one's
+//! certificate beside the other's key. A rename that fails half-way (a bind-mounted or
+//! immutable file) is undone: each file replaced is first kept as a hard link, and put
+//! back if a later one cannot be replaced.
 
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{ErrorKind, Read, Write};
@@ -16,8 +23,9 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsE
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
-use nix::fcntl::OFlag;
+use nix::fcntl::{Flock, FlockArg, OFlag};
 use nix::unistd::{Gid, Group, Uid, User};
 
 /// One file a target wants in its folder.
@@ -46,6 +54,17 @@ impl std::str::FromStr for OwnerSpec {
         };
         if user.is_empty() || group.is_some_and(str::is_empty) {
             return Err(format!("{s:?} is not USER[:GROUP]"));
+        }
+        // chown(2) reads the id -1 (4294967295) as "leave it as it is": such an owner
+        // would never be set, and every pass would "repair" it again.
+        for part in std::iter::once(user).chain(group) {
+            let numeric = part.strip_prefix('-').unwrap_or(part);
+            if !numeric.is_empty() && numeric.bytes().all(|b| b.is_ascii_digit()) {
+                match part.parse::<u32>() {
+                    Ok(n) if n != u32::MAX => {}
+                    _ => return Err(format!("{part:?} is not a usable user or group id")),
+                }
+            }
         }
         Ok(OwnerSpec {
             user: user.to_owned(),
@@ -105,9 +124,30 @@ pub enum SinkError {
     },
     #[error("{0}")]
     Owner(String),
+    /// Another process holds the folder's lock past the wait.
+    #[error("another certsync writes {}: its lock {} is held", dir.display(), lock.display())]
+    Busy { dir: PathBuf, lock: PathBuf },
+    /// A file could not be replaced, and those already replaced were put back.
+    #[error("the files in {} were left as they were", dir.display())]
+    RolledBack {
+        dir: PathBuf,
+        #[source]
+        cause: Box<SinkError>,
+    },
+    /// A file could not be replaced, and putting back one already replaced failed too.
+    #[error("cannot put back {} after a failed replacement ({cause})", path.display())]
+    RollbackFailed {
+        path: PathBuf,
+        cause: Box<SinkError>,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
-fn io<'p>(action: &'static str, path: &'p Path) -> impl FnOnce(std::io::Error) -> SinkError + 'p {
+pub(crate) fn io<'p>(
+    action: &'static str,
+    path: &'p Path,
+) -> impl FnOnce(std::io::Error) -> SinkError + 'p {
     move |source| SinkError::Io {
         action,
         path: path.to_owned(),
@@ -162,7 +202,11 @@ pub fn plan<'a>(dir: &Path, wanted: &[Wanted<'a>], owner: Owner) -> Result<Plan<
     })
 }
 
-fn action_for(path: &Path, wanted: &Wanted<'_>, owner: Owner) -> Result<Action, SinkError> {
+pub(crate) fn action_for(
+    path: &Path,
+    wanted: &Wanted<'_>,
+    owner: Owner,
+) -> Result<Action, SinkError> {
     let opened = OpenOptions::new()
         .read(true)
         .custom_flags(OFlag::O_NOFOLLOW.bits() | OFlag::O_NONBLOCK.bits())
@@ -202,11 +246,19 @@ fn libc_eloop() -> i32 {
 }
 
 /// Carries out a plan. Either every changed file is replaced, or none is.
+///
+/// The folder's lock is taken first and the plan is made again under it: what another
+/// writer put there in the meantime is compared, not a stale view of it.
 pub fn apply(plan: &Plan<'_>) -> Result<(), SinkError> {
     if !plan.files.iter().any(|(_, a)| *a != Action::Keep) {
         return Ok(());
     }
     ensure_dir(&plan.dir)?;
+    let _lock = DirLock::acquire(&plan.dir, LOCK_WAIT)?;
+    let wanted: Vec<Wanted<'_>> = plan.files.iter().map(|(w, _)| *w).collect();
+    let plan = self::plan(&plan.dir, &wanted, plan.owner)?;
+    // Under the lock, no other writer is mid-write: every temporary of ours is stale,
+    // whatever pid namespace its writer ran in.
     remove_stale_temporaries(&plan.dir, plan.files.iter().map(|(w, _)| w.name));
 
     let mut staged = Vec::new();
@@ -220,9 +272,7 @@ pub fn apply(plan: &Plan<'_>) -> Result<(), SinkError> {
             repair(&plan.dir.join(wanted.name), wanted.mode, plan.owner)?;
         }
     }
-    for s in &mut staged {
-        s.commit()?;
-    }
+    commit_all(&plan.dir, &mut staged)?;
     if !staged.is_empty() {
         File::open(&plan.dir)
             .and_then(|d| d.sync_all())
@@ -231,7 +281,106 @@ pub fn apply(plan: &Plan<'_>) -> Result<(), SinkError> {
     Ok(())
 }
 
-fn ensure_dir(dir: &Path) -> Result<(), SinkError> {
+/// How long a writer waits for another one to finish with the same folder: far longer
+/// than a write takes, short enough that a pass is not stuck behind a hung process.
+pub(crate) const LOCK_WAIT: Duration = Duration::from_secs(3);
+/// The lock file every out dir holds (see [`apply`]).
+pub(crate) const LOCK_NAME: &str = ".certsync.lock";
+
+/// The folder's advisory lock, released when dropped (the lock file stays).
+pub(crate) struct DirLock {
+    _held: Flock<File>,
+}
+
+impl DirLock {
+    pub(crate) fn acquire(dir: &Path, wait: Duration) -> Result<DirLock, SinkError> {
+        let path = dir.join(LOCK_NAME);
+        // No-follow and no-block: a symlink or FIFO planted at the name is refused,
+        // never opened through.
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .mode(0o600)
+            .custom_flags(OFlag::O_NOFOLLOW.bits() | OFlag::O_NONBLOCK.bits())
+            .open(&path)
+            .map_err(io("open the lock file", &path))?;
+        let meta = file.metadata().map_err(io("inspect", &path))?;
+        if !meta.is_file() {
+            return Err(io("use as a lock file", &path)(std::io::Error::new(
+                ErrorKind::InvalidInput,
+                "not a regular file",
+            )));
+        }
+        let deadline = Instant::now() + wait;
+        let mut file = file;
+        loop {
+            match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+                Ok(held) => return Ok(DirLock { _held: held }),
+                Err((f, nix::errno::Errno::EWOULDBLOCK)) if Instant::now() < deadline => {
+                    file = f;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
+                    return Err(SinkError::Busy {
+                        dir: dir.to_owned(),
+                        lock: path,
+                    })
+                }
+                Err((_, e)) => return Err(io("lock", &path)(e.into())),
+            }
+        }
+    }
+}
+
+/// Renames every staged file into place. The files they replace are kept as hard links
+/// first; if one rename fails, those done are undone, so the folder still holds the old
+/// set, a matching pair, rather than a new certificate beside an old key.
+fn commit_all(dir: &Path, staged: &mut [Staged]) -> Result<(), SinkError> {
+    let mut kept: Vec<Option<PathBuf>> = Vec::with_capacity(staged.len());
+    let forget = |kept: &[Option<PathBuf>]| {
+        for k in kept.iter().flatten() {
+            let _ = fs::remove_file(k);
+        }
+    };
+    for s in staged.iter() {
+        match s.keep_old() {
+            Ok(k) => kept.push(k),
+            Err(e) => {
+                forget(&kept);
+                return Err(e);
+            }
+        }
+    }
+    for i in 0..staged.len() {
+        if let Err(cause) = staged[i].commit() {
+            for j in (0..i).rev() {
+                let target = &staged[j].target;
+                let undone = match &kept[j] {
+                    Some(old) => fs::rename(old, target),
+                    None => fs::remove_file(target),
+                };
+                if let Err(source) = undone {
+                    forget(&kept);
+                    return Err(SinkError::RollbackFailed {
+                        path: target.clone(),
+                        cause: Box::new(cause),
+                        source,
+                    });
+                }
+            }
+            forget(&kept);
+            return Err(SinkError::RolledBack {
+                dir: dir.to_owned(),
+                cause: Box::new(cause),
+            });
+        }
+    }
+    forget(&kept);
+    Ok(())
+}
+
+pub(crate) fn ensure_dir(dir: &Path) -> Result<(), SinkError> {
     if dir.is_dir() {
         return Ok(());
     }
@@ -244,7 +393,7 @@ fn ensure_dir(dir: &Path) -> Result<(), SinkError> {
     fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).map_err(io("set the mode of", dir))
 }
 
-fn repair(path: &Path, mode: u32, owner: Owner) -> Result<(), SinkError> {
+pub(crate) fn repair(path: &Path, mode: u32, owner: Owner) -> Result<(), SinkError> {
     let file = OpenOptions::new()
         .read(true)
         .custom_flags(OFlag::O_NOFOLLOW.bits())
@@ -261,14 +410,14 @@ fn repair(path: &Path, mode: u32, owner: Owner) -> Result<(), SinkError> {
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 const TEMP_MARK: &str = ".certsync-";
 
-fn temp_name(name: &str) -> String {
+pub(crate) fn temp_name(name: &str) -> String {
     let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
     format!(".{name}{TEMP_MARK}{}-{n}.tmp", std::process::id())
 }
 
 /// Temporary files left by a certsync that was killed mid-write (SIGKILL, power loss).
-/// Those of a live process are left alone.
-fn remove_stale_temporaries<'n>(dir: &Path, names: impl Iterator<Item = &'n str>) {
+/// Called only under the folder's lock, when no writer can be using one.
+pub(crate) fn remove_stale_temporaries<'n>(dir: &Path, names: impl Iterator<Item = &'n str>) {
     let prefixes: Vec<String> = names.map(|n| format!(".{n}{TEMP_MARK}")).collect();
     let Ok(entries) = fs::read_dir(dir) else {
         return;
@@ -278,18 +427,8 @@ fn remove_stale_temporaries<'n>(dir: &Path, names: impl Iterator<Item = &'n str>
         let Some(file_name) = file_name.to_str() else {
             continue;
         };
-        let Some(rest) = prefixes
-            .iter()
-            .find_map(|p| file_name.strip_prefix(p.as_str()))
-        else {
-            continue;
-        };
-        let pid = rest.split('-').next().and_then(|p| p.parse::<i32>().ok());
-        let alive = pid.is_some_and(|p| {
-            p as u32 == std::process::id()
-                || nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), None).is_ok()
-        });
-        if !alive && file_name.ends_with(".tmp") {
+        if prefixes.iter().any(|p| file_name.starts_with(p.as_str())) && file_name.ends_with(".tmp")
+        {
             let _ = fs::remove_file(entry.path());
         }
     }
@@ -330,6 +469,25 @@ impl Staged {
             .map_err(io("write", &staged.temp))?;
         file.sync_all().map_err(io("fsync", &staged.temp))?;
         Ok(staged)
+    }
+
+    /// A hard link to the file this one replaces, to put it back if need be; `None`
+    /// when there is none (or it is a symlink, which is replaced, never kept).
+    fn keep_old(&self) -> Result<Option<PathBuf>, SinkError> {
+        match fs::symlink_metadata(&self.target) {
+            Ok(m) if m.is_file() => {}
+            Ok(_) => return Ok(None),
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io("inspect", &self.target)(e)),
+        }
+        let name = self
+            .target
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        let old = self.target.with_file_name(temp_name(name));
+        fs::hard_link(&self.target, &old).map_err(io("keep a link to", &self.target))?;
+        Ok(Some(old))
     }
 
     fn commit(&mut self) -> Result<(), SinkError> {
@@ -387,12 +545,13 @@ mod tests {
         assert!(!p.changes_content());
         apply(&p).unwrap();
         assert_eq!(mode_of(&out.join("privkey.pem")), 0o600);
-        let leftovers: Vec<_> = fs::read_dir(&out)
+        let mut left: Vec<_> = fs::read_dir(&out)
             .unwrap()
             .flatten()
-            .map(|e| e.file_name())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect();
-        assert_eq!(leftovers.len(), 2, "{leftovers:?}");
+        left.sort();
+        assert_eq!(left, [LOCK_NAME, "fullchain.pem", "privkey.pem"]);
     }
 
     #[test]

@@ -20,8 +20,92 @@ use tokio_rustls::TlsConnector;
 
 /// The served leaf did not become the written one in time.
 #[derive(Debug, thiserror::Error)]
-#[error("verify: {0}")]
-pub struct VerifyError(pub String);
+pub enum VerifyError {
+    /// Every attempt failed or saw another certificate until the deadline; the source
+    /// is what the last attempt saw.
+    #[error("verify: {addr} does not serve the certificate just written ({written}) after {secs:.1} s and {attempts} attempts")]
+    NotServed {
+        addr: String,
+        /// [`describe`] of the written leaf.
+        written: String,
+        secs: f64,
+        attempts: u32,
+        #[source]
+        last: ProbeError,
+    },
+    /// Nothing accepted a connection for as long as the caller allowed
+    /// ([`OnRefused::GiveUpAfter`]): the server has no listener on that port.
+    #[error("verify: nothing listens on {addr}: every connection was refused for {ms} ms")]
+    NothingListening {
+        addr: String,
+        ms: u128,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl VerifyError {
+    /// Whether the server refused every connection (see [`OnRefused::GiveUpAfter`]).
+    pub fn is_nothing_listening(&self) -> bool {
+        matches!(self, VerifyError::NothingListening { .. })
+    }
+
+    /// Whether the last attempt found nothing listening.
+    pub fn last_refused(&self) -> bool {
+        match self {
+            VerifyError::NothingListening { .. } => true,
+            VerifyError::NotServed { last, .. } => last.refused().is_some(),
+        }
+    }
+}
+
+/// What one handshake attempt saw, when it did not see the written leaf.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("cannot connect to {addr}")]
+    Connect {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("TLS handshake with {addr} failed")]
+    Handshake {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("no TLS handshake with {addr} within {ms} ms")]
+    Timeout { addr: String, ms: u128 },
+    #[error("{addr} presented no certificate")]
+    NoCertificate { addr: String },
+    /// `served` is [`describe`] of the served leaf.
+    #[error("it serves another certificate: {served}")]
+    Other { served: String },
+}
+
+impl ProbeError {
+    fn refused(&self) -> Option<&std::io::Error> {
+        match self {
+            ProbeError::Connect { source, .. }
+                if source.kind() == std::io::ErrorKind::ConnectionRefused =>
+            {
+                Some(source)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// What to do while every connection is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnRefused {
+    /// Keep trying until the timeout: the server may still be starting.
+    KeepTrying,
+    /// Stop with [`VerifyError::NothingListening`] once connections have been refused
+    /// (and nothing else seen) for this long: the caller can do something about a
+    /// missing listener (restart the server) and need not wait the whole timeout.
+    GiveUpAfter(Duration),
+}
 
 /// One connection and handshake, at most.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -37,55 +121,76 @@ pub async fn wait_for_leaf(
     sni: &str,
     leaf_der: &[u8],
     timeout: Duration,
+    on_refused: OnRefused,
 ) -> Result<Duration, VerifyError> {
     let started = Instant::now();
     let deadline = started + timeout;
     let want = Sha256::digest(leaf_der);
     let connector = connector(sni_name(sni).is_some());
     let name = sni_name(sni).unwrap_or_else(|| fallback_name(addr));
-    let mut last;
+    let mut only_refused = true;
     let mut attempts = 0u32;
-    loop {
+    let last = loop {
         attempts += 1;
         let left = deadline.saturating_duration_since(Instant::now());
         let limit = ATTEMPT_TIMEOUT.min(left.max(Duration::from_millis(100)));
-        match tokio::time::timeout(limit, served_leaf_with(&connector, addr, name.clone())).await {
-            Ok(Ok(served)) => {
-                if Sha256::digest(&served)[..] == want[..] {
-                    return Ok(started.elapsed());
+        let seen =
+            match tokio::time::timeout(limit, served_leaf_with(&connector, addr, name.clone()))
+                .await
+            {
+                Ok(Ok(served)) if Sha256::digest(&served)[..] == want[..] => {
+                    return Ok(started.elapsed())
                 }
-                last = format!("it serves another certificate: {}", describe(&served));
+                Ok(Ok(served)) => ProbeError::Other {
+                    served: describe(&served),
+                },
+                Ok(Err(e)) => e,
+                Err(_) => ProbeError::Timeout {
+                    addr: addr.to_owned(),
+                    ms: limit.as_millis(),
+                },
+            };
+        only_refused &= seen.refused().is_some();
+        if let (OnRefused::GiveUpAfter(grace), true) = (on_refused, only_refused) {
+            if started.elapsed() >= grace {
+                if let ProbeError::Connect { source, .. } = seen {
+                    return Err(VerifyError::NothingListening {
+                        addr: addr.to_owned(),
+                        ms: started.elapsed().as_millis(),
+                        source,
+                    });
+                }
             }
-            Ok(Err(e)) => last = e,
-            Err(_) => last = format!("no TLS handshake within {} ms", limit.as_millis()),
         }
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            break;
+            break seen;
         }
         let pause = FIRST_PAUSES_MS
             .get(attempts as usize - 1)
             .map_or(RETRY_EVERY, |ms| Duration::from_millis(*ms));
         tokio::time::sleep(pause.min(left)).await;
-    }
-    Err(VerifyError(format!(
-        "{addr} does not serve the certificate just written ({}) after {:.1} s and {attempts} attempts: {last}",
-        describe(leaf_der),
-        timeout.as_secs_f64()
-    )))
+    };
+    Err(VerifyError::NotServed {
+        addr: addr.to_owned(),
+        written: describe(leaf_der),
+        secs: timeout.as_secs_f64(),
+        attempts,
+        last,
+    })
 }
 
 /// The end-entity certificate (DER) that `addr` presents for `sni`, after one
 /// handshake whose signature was checked. For tests and diagnostics.
-pub async fn served_leaf(addr: &str, sni: &str) -> Result<Vec<u8>, String> {
+pub async fn served_leaf(addr: &str, sni: &str) -> Result<Vec<u8>, ProbeError> {
     let connector = connector(sni_name(sni).is_some());
     let name = sni_name(sni).unwrap_or_else(|| fallback_name(addr));
     match tokio::time::timeout(ATTEMPT_TIMEOUT, served_leaf_with(&connector, addr, name)).await {
         Ok(r) => r,
-        Err(_) => Err(format!(
-            "no TLS handshake with {addr} within {} ms",
-            ATTEMPT_TIMEOUT.as_millis()
-        )),
+        Err(_) => Err(ProbeError::Timeout {
+            addr: addr.to_owned(),
+            ms: ATTEMPT_TIMEOUT.as_millis(),
+        }),
     }
 }
 
@@ -134,20 +239,28 @@ async fn served_leaf_with(
     connector: &TlsConnector,
     addr: &str,
     name: ServerName<'static>,
-) -> Result<Vec<u8>, String> {
+) -> Result<Vec<u8>, ProbeError> {
     let tcp = TcpStream::connect(addr)
         .await
-        .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+        .map_err(|source| ProbeError::Connect {
+            addr: addr.to_owned(),
+            source,
+        })?;
     let _ = tcp.set_nodelay(true);
     let tls = connector
         .connect(name, tcp)
         .await
-        .map_err(|e| format!("TLS handshake with {addr} failed: {e}"))?;
+        .map_err(|source| ProbeError::Handshake {
+            addr: addr.to_owned(),
+            source,
+        })?;
     let (_, conn) = tls.get_ref();
     let leaf = conn
         .peer_certificates()
         .and_then(|c| c.first())
-        .ok_or_else(|| format!("{addr} presented no certificate"))?
+        .ok_or_else(|| ProbeError::NoCertificate {
+            addr: addr.to_owned(),
+        })?
         .as_ref()
         .to_vec();
     // A polite close; the answer is already in hand.
@@ -249,5 +362,55 @@ mod tests {
             Some(ServerName::IpAddress(_))
         ));
         assert_eq!(sni_name("not a name"), None);
+    }
+
+    #[test]
+    fn a_port_nobody_listens_on_is_nothing_listening_only_when_asked() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let grace = Duration::from_millis(300);
+        let t = Instant::now();
+        let e = rt
+            .block_on(wait_for_leaf(
+                &addr,
+                "turn.example.test",
+                b"leaf",
+                Duration::from_secs(10),
+                OnRefused::GiveUpAfter(grace),
+            ))
+            .unwrap_err();
+        assert!(e.is_nothing_listening(), "{e}");
+        assert!(t.elapsed() >= grace && t.elapsed() < Duration::from_secs(2));
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "verify: nothing listens on {addr}: every connection was refused for {} ms",
+                match &e {
+                    VerifyError::NothingListening { ms, .. } => *ms,
+                    _ => unreachable!(),
+                }
+            )
+        );
+
+        let e = rt
+            .block_on(wait_for_leaf(
+                &addr,
+                "turn.example.test",
+                b"leaf",
+                Duration::from_millis(400),
+                OnRefused::KeepTrying,
+            ))
+            .unwrap_err();
+        assert!(!e.is_nothing_listening());
+        let source = std::error::Error::source(&e).unwrap().to_string();
+        assert_eq!(source, format!("cannot connect to {addr}"));
     }
 }

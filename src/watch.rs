@@ -1,5 +1,6 @@
-//! The daemon: an initial pass, then a pass on every change of the source, a resync
-//! pass as a safety net, retries of failed reloads, and the signals.
+//! The daemon: an event loop around [`pipeline::pass`]. A first pass, then one on
+//! every change of the source, one every `--resync` as a safety net, retries of failed
+//! reloads on their backoff, SIGHUP to re-read the config, SIGTERM/SIGINT to stop.
 //!
 //! A notify event is only a poke: the whole source is re-read anyway, so events carry
 //! no information beyond "look now". Traefik rewrites acme.json in place, so the first
@@ -21,9 +22,11 @@ use tracing::{debug, error, info, warn};
 
 use crate::cli::Cli;
 use crate::config::Config;
+use crate::error::Chain;
 use crate::metrics::Metrics;
-use crate::pass::Synced;
-use crate::source::{Interest, Snapshot, SourceError, SourceSpec};
+use crate::pipeline::{self, PassOptions, SourceRead};
+use crate::reload;
+use crate::source::{SourceError, SourceSpec};
 
 /// Why a pass runs; only a change event may be skipped for identical content.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,47 +38,130 @@ enum Trigger {
     Reconfigure,
 }
 
-/// A reload that failed and waits for its next attempt.
-struct RetryReload {
-    synced: Synced,
-    delays: Box<dyn Iterator<Item = Duration> + Send>,
+type Delays = Box<dyn Iterator<Item = Duration> + Send>;
+
+/// Failed reloads and when each is tried again: 1 s, doubling, at most 5 min apart,
+/// until one succeeds or newer files supersede it.
+#[derive(Default)]
+struct RetryScheduler {
+    due: HashMap<String, Retry>,
+}
+
+struct Retry {
+    written: reload::Written,
+    delays: Delays,
     at: Instant,
 }
 
-/// Backoff for failed reloads: 1 s, doubling, at most 5 min apart, forever.
-fn reload_backoff() -> Box<dyn Iterator<Item = Duration> + Send> {
-    use backon::BackoffBuilder;
-    Box::new(
-        backon::ExponentialBuilder::default()
-            .with_min_delay(Duration::from_secs(1))
-            .with_max_delay(Duration::from_secs(300))
-            .without_max_times()
-            .build(),
-    )
+impl RetryScheduler {
+    fn backoff() -> Delays {
+        use backon::BackoffBuilder;
+        Box::new(
+            backon::ExponentialBuilder::default()
+                .with_min_delay(Duration::from_secs(1))
+                .with_max_delay(Duration::from_secs(300))
+                .without_max_times()
+                .build(),
+        )
+    }
+
+    /// Records the outcome of an attempt: a success ends the retries, a failure is
+    /// tried again after the next delay of `delays` (a retry's own backoff), or of a
+    /// new backoff for a first attempt.
+    fn attempted(
+        &mut self,
+        target: &str,
+        attempt: pipeline::ReloadAttempt,
+        delays: Option<Delays>,
+    ) {
+        self.due.remove(target);
+        if attempt.result.is_ok() {
+            return;
+        }
+        let mut delays = delays.unwrap_or_else(Self::backoff);
+        let delay = delays.next().unwrap_or(Duration::from_secs(300));
+        warn!(
+            target,
+            "retrying the reload in {}",
+            humantime::format_duration(delay)
+        );
+        self.due.insert(
+            target.to_owned(),
+            Retry {
+                written: attempt.written,
+                delays,
+                at: Instant::now() + delay,
+            },
+        );
+    }
+
+    fn next(&self) -> Option<Instant> {
+        self.due.values().map(|r| r.at).min()
+    }
+
+    /// The retries whose time has come, taken out of the schedule.
+    fn take_due(&mut self, now: Instant) -> Vec<(String, Retry)> {
+        let names: Vec<String> = self
+            .due
+            .iter()
+            .filter(|(_, r)| r.at <= now)
+            .map(|(n, _)| n.clone())
+            .collect();
+        names
+            .into_iter()
+            .filter_map(|n| self.due.remove(&n).map(|r| (n, r)))
+            .collect()
+    }
 }
+
+/// Backoff while the source is half-written.
+struct NotReady {
+    delays: Delays,
+    at: Instant,
+    /// When the source was first seen not ready, to tell a write in progress from a
+    /// pair that will never match.
+    since: Instant,
+    /// Whether the lasting failure was already recorded.
+    reported: bool,
+}
+
+/// When a failed pass is tried again: the fault (a full disk, a deleted group) goes
+/// away without an event in the source.
+struct Failing {
+    delays: Delays,
+    at: Instant,
+}
+
+/// A source not ready for this long is failing, not being written: a key that still
+/// does not match its certificate is a broken pair. It is then logged and shown in
+/// /healthz and the metrics as a failure of every target, and still retried.
+const NOT_READY_FOR_TOO_LONG: Duration = Duration::from_secs(10);
 
 struct Daemon {
     cli: Cli,
-    config: Config,
+    config: Arc<Config>,
     metrics: Arc<Metrics>,
     pokes: mpsc::Sender<()>,
     watcher: Option<SourceWatcher>,
     /// xxh3 of the source's content at the last pass that succeeded for every target.
     last_good: Option<u128>,
-    /// Backoff while the source is half-written; `None` when it is not.
-    not_ready: Option<(Box<dyn Iterator<Item = Duration> + Send>, Instant)>,
+    not_ready: Option<NotReady>,
+    /// Backoff while some target failed (a full or read-only out dir, a deleted group):
+    /// the fault goes away without an event in the source, so passes are retried.
+    failing: Option<Failing>,
     /// Whether "the source does not exist" was already said, so it is said once.
     said_missing: bool,
-    reloads: HashMap<String, RetryReload>,
+    retries: RetryScheduler,
 }
 
-/// Runs the daemon until `shutdown` completes. `cli` is kept to re-read the config on
-/// SIGHUP.
+/// Runs the daemon until `shutdown` completes.
 pub async fn run(
     cli: Cli,
     config: Config,
+    watchdog: Option<Duration>,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    let config = Arc::new(config);
     let metrics = Arc::new(Metrics::new(config.expiry_warning, config.expiry_critical));
     metrics.expect_targets(&target_names(&config));
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -101,21 +187,22 @@ pub async fn run(
         pokes,
         last_good: None,
         not_ready: None,
+        failing: None,
         said_missing: false,
-        reloads: HashMap::new(),
+        retries: RetryScheduler::default(),
     };
     daemon.watch_source();
 
     let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
-    let mut resync =
-        tokio::time::interval_at(Instant::now() + daemon.config.resync, daemon.config.resync);
+    let every = daemon.config.resync;
+    let mut resync = tokio::time::interval_at(Instant::now() + every, every);
     resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let watchdog = watchdog_interval();
+    // The config check refused a period under 1 ms; an hour stands in when there is none.
     let mut watchdog_tick = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
 
     tokio::pin!(shutdown);
     tokio::select! {
-        _ = &mut shutdown => return finish(daemon, server, stop_http).await,
+        _ = &mut shutdown => return finish(server, stop_http).await,
         _ = daemon.pass(Trigger::Start) => {}
     }
     // READY=1 only once the first pass is done: units ordered after certsync then find
@@ -123,35 +210,57 @@ pub async fn run(
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
 
     loop {
-        let next_retry = daemon.next_retry();
+        let next = daemon.next_timer();
+        // Each arm's work is inside the select, so a shutdown abandons it mid-way.
         tokio::select! {
+            biased;
             _ = &mut shutdown => break,
-            Some(()) = poked.recv() => daemon.pass(Trigger::Change).await,
-            _ = sleep_until(next_retry.unwrap_or_else(far_future)), if next_retry.is_some() => {
-                daemon.retry_due().await;
+            Some(()) = poked.recv() => {
+                tokio::select! {
+                    _ = &mut shutdown => break,
+                    _ = daemon.pass(Trigger::Change) => {}
+                }
             }
-            _ = resync.tick() => daemon.pass(Trigger::Resync).await,
-            Some(()) = hangups.recv() => daemon.reconfigure().await,
+            _ = sleep_until(next.unwrap_or_else(far_future)), if next.is_some() => {
+                tokio::select! {
+                    _ = &mut shutdown => break,
+                    _ = daemon.timers_due() => {}
+                }
+            }
+            _ = resync.tick() => {
+                tokio::select! {
+                    _ = &mut shutdown => break,
+                    _ = daemon.pass(Trigger::Resync) => {}
+                }
+            }
+            Some(()) = hangups.recv() => {
+                tokio::select! {
+                    _ = &mut shutdown => break,
+                    _ = daemon.reconfigure() => {}
+                }
+            }
             _ = watchdog_tick.tick(), if watchdog.is_some() => {
                 let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
             }
         }
     }
-    finish(daemon, server, stop_http).await
+    drop(daemon);
+    finish(server, stop_http).await
 }
 
 async fn finish(
-    daemon: Daemon,
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     stop_http: tokio::sync::oneshot::Sender<()>,
 ) -> anyhow::Result<()> {
     info!("shutting down");
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
-    drop(daemon);
+    if !crate::shutdown::drain(Duration::from_millis(1200)).await {
+        warn!("a file write is still running; exiting without waiting for it");
+    }
     let _ = stop_http.send(());
     if let Some(server) = server {
         // Open keep-alive connections must not hold the exit beyond the contract's 2 s.
-        let _ = tokio::time::timeout(Duration::from_millis(500), server).await;
+        let _ = tokio::time::timeout(Duration::from_millis(300), server).await;
     }
     Ok(())
 }
@@ -170,12 +279,6 @@ fn release_memory() {
     }
 }
 
-/// Half the watchdog period systemd asked for, if it asked.
-fn watchdog_interval() -> Option<Duration> {
-    let mut usec = 0;
-    sd_notify::watchdog_enabled(false, &mut usec).then(|| Duration::from_micros(usec / 2))
-}
-
 fn target_names(config: &Config) -> Vec<String> {
     config.targets.iter().map(|t| t.name.clone()).collect()
 }
@@ -183,84 +286,69 @@ fn target_names(config: &Config) -> Vec<String> {
 impl Daemon {
     /// Reads the source and brings every target in line.
     async fn pass(&mut self, trigger: Trigger) {
-        let config = &self.config;
-        let snapshot = match Snapshot::read_for(&config.source, &crate::interest(config)) {
-            Ok(s) => s,
-            Err(e) => return self.source_failed(e),
-        };
-        let hash = snapshot.content_hash();
-        if trigger == Trigger::Change && self.last_good == Some(hash) && self.not_ready.is_none() {
-            debug!("source rewritten with identical content");
-            return;
+        // A swapped link (a Kubernetes volume's `..data`) leads to another folder.
+        if self
+            .watcher
+            .as_ref()
+            .is_some_and(|w| w.moved(&self.config.source))
+        {
+            debug!(source = %self.config.source, "the source's links moved; watching anew");
+            self.watch_source();
         }
-        let candidates = match snapshot.candidates() {
-            Ok(c) => c,
-            Err(e) => return self.source_failed(e),
+        let options = PassOptions {
+            skip_if_unchanged: self
+                .last_good
+                .filter(|_| trigger == Trigger::Change && self.not_ready.is_none()),
+            retrying: self.retries.due.keys().cloned().collect(),
+            source_metrics: self.config.metrics_listen.is_some() || self.config.textfile.is_some(),
+            recheck: !matches!(trigger, Trigger::Change | Trigger::Retry),
+        };
+        let report = pipeline::pass(self.config.clone(), self.metrics.clone(), options).await;
+        let hash = match report.source {
+            SourceRead::Unchanged => return debug!("source rewritten with identical content"),
+            SourceRead::Failed(e) => return self.source_failed(e),
+            SourceRead::Read(hash) => hash,
         };
         if self.not_ready.take().is_some() || self.said_missing {
-            info!(source = %config.source, "source is readable again");
+            info!(source = %self.config.source, "source is readable again");
         }
         self.said_missing = false;
-        let source_changed = self.last_good != Some(hash);
-        let outcome = crate::sync_targets(config, &candidates, &self.metrics);
-        drop(candidates);
-        drop(snapshot);
-
-        let all_ok = outcome.iter().all(Result::is_ok);
-        for (target, result) in self.config.targets.clone().iter().zip(outcome) {
-            let Ok(synced) = result else { continue };
-            if synced.written.is_empty() && self.reloads.contains_key(&target.name) {
-                // A retry is already scheduled; the backoff decides when.
-                continue;
+        if self.watcher.is_none() {
+            // The watch failed at start (the storage or the Secret's folder did not
+            // exist yet): now that the source reads, it can be watched. A change
+            // between this pass's read and the new watch would go unseen, so one more
+            // look (cheap: unchanged content stops at its hash).
+            self.watch_source();
+            if self.watcher.is_some() {
+                let _ = self.pokes.try_send(());
             }
-            // New files supersede a reload still waiting for its retry.
-            self.reloads.remove(&target.name);
-            let retry = RetryReload {
-                synced,
-                delays: reload_backoff(),
-                at: Instant::now(),
-            };
-            self.attempt_reload(target, retry).await;
         }
-        // The per-certificate metrics cost a second read of every leaf: only when the
-        // source changed and someone reads them, after the files and the reloads.
-        let metrics_read = self.config.metrics_listen.is_some() || self.config.textfile.is_some();
-        if source_changed && metrics_read {
-            self.read_source_certificates();
+        let all_ok = report.targets.iter().all(|t| t.synced.is_ok());
+        for t in report.targets {
+            // An attempt in a pass is for new files (which supersede a reload still
+            // waiting for its retry) or for a reload owed since an earlier run.
+            if let Some(attempt) = t.reload {
+                self.retries.attempted(&t.name, attempt, None);
+            }
         }
         self.last_good = all_ok.then_some(hash);
-        self.write_textfile();
+        if all_ok {
+            self.failing = None;
+        } else if self.failing.is_none() {
+            let mut delays = RetryScheduler::backoff();
+            let delay = delays.next().unwrap_or(Duration::from_secs(300));
+            debug!(?delay, "a target failed; passing again");
+            self.failing = Some(Failing {
+                delays,
+                at: Instant::now() + delay,
+            });
+        }
         release_memory();
-    }
-
-    /// Reloads a target's reader; a failure is kept, with its backoff, for a retry.
-    async fn attempt_reload(&mut self, target: &crate::config::Target, mut retry: RetryReload) {
-        let result =
-            crate::reload_target(target, &retry.synced, self.config.dry_run, &self.metrics).await;
-        if let Some(Err(_)) = result {
-            let delay = retry.delays.next().unwrap_or(Duration::from_secs(300));
-            retry.at = Instant::now() + delay;
-            warn!(target = %target.name, "retrying the reload in {}", humantime::format_duration(delay));
-            self.reloads.insert(target.name.clone(), retry);
-        }
-    }
-
-    fn read_source_certificates(&self) {
-        let read = Snapshot::read_for(&self.config.source, &Interest::leaves()).and_then(|s| {
-            crate::record_source_certificates(&self.metrics, &s.candidates()?);
-            Ok(())
-        });
-        if let Err(e) = read {
-            // Rewritten again meanwhile: the next pass reads it.
-            debug!("per-certificate metrics not updated: {e}");
-        }
     }
 
     fn source_failed(&mut self, error: SourceError) {
         if !error.is_not_ready() {
-            crate::record_source_failure(&self.config, &error, &self.metrics);
             self.last_good = None;
-            self.write_textfile();
             return;
         }
         let missing = matches!(&self.config.source, SourceSpec::Acme(p) if !p.exists());
@@ -269,46 +357,52 @@ impl Daemon {
             if !self.said_missing {
                 warn!(source = %self.config.source, "waiting for the source to appear");
                 self.said_missing = true;
-                self.metrics.set_source_up(false);
             }
             return;
         }
         let debounce = self.config.debounce;
-        let (delays, at) = self.not_ready.get_or_insert_with(|| {
-            (
-                Box::new(crate::not_ready_backoff(debounce, None)),
-                Instant::now(),
-            )
+        let state = self.not_ready.get_or_insert_with(|| NotReady {
+            delays: Box::new(pipeline::not_ready_backoff(debounce, None)),
+            at: Instant::now(),
+            since: Instant::now(),
+            reported: false,
         });
-        let delay = delays.next().unwrap_or(Duration::from_secs(2));
-        *at = Instant::now() + delay;
-        debug!(%error, ?delay, "source not ready; retrying");
+        if !state.reported && state.since.elapsed() >= NOT_READY_FOR_TOO_LONG {
+            state.reported = true;
+            pipeline::record_source_failure(&self.config, &error, &self.metrics);
+        }
+        let delay = state.delays.next().unwrap_or(Duration::from_secs(2));
+        state.at = Instant::now() + delay;
+        debug!(error = %Chain(&error), ?delay, "source not ready; retrying");
     }
 
-    fn next_retry(&self) -> Option<Instant> {
-        let not_ready = self.not_ready.as_ref().map(|(_, at)| *at);
-        self.reloads.values().map(|r| r.at).chain(not_ready).min()
+    fn next_timer(&self) -> Option<Instant> {
+        let not_ready = self.not_ready.as_ref().map(|n| n.at);
+        let failing = self.failing.as_ref().map(|n| n.at);
+        self.retries
+            .next()
+            .into_iter()
+            .chain(not_ready)
+            .chain(failing)
+            .min()
     }
 
-    async fn retry_due(&mut self) {
+    async fn timers_due(&mut self) {
         let now = Instant::now();
-        if self.not_ready.as_ref().is_some_and(|(_, at)| *at <= now) {
+        if self.not_ready.as_ref().is_some_and(|n| n.at <= now) {
             self.pass(Trigger::Retry).await;
         }
-        let due: Vec<String> = self
-            .reloads
-            .iter()
-            .filter(|(_, r)| r.at <= now)
-            .map(|(n, _)| n.clone())
-            .collect();
-        for name in due {
-            let Some(retry) = self.reloads.remove(&name) else {
+        if let Some(failing) = self.failing.as_mut().filter(|f| f.at <= now) {
+            // The next try is set before this one, which clears it if all goes well.
+            failing.at = now + failing.delays.next().unwrap_or(Duration::from_secs(300));
+            self.pass(Trigger::Retry).await;
+        }
+        for (name, retry) in self.retries.take_due(now) {
+            let Some(target) = self.config.targets.iter().find(|t| t.name == name) else {
                 continue;
             };
-            let Some(target) = self.config.targets.iter().find(|t| t.name == name).cloned() else {
-                continue;
-            };
-            self.attempt_reload(&target, retry).await;
+            let attempt = pipeline::retry_reload(target, retry.written, &self.metrics).await;
+            self.retries.attempted(&name, attempt, Some(retry.delays));
         }
     }
 
@@ -322,11 +416,11 @@ impl Daemon {
             Ok(new) => {
                 info!(file = %file.display(), targets = new.targets.len(), "SIGHUP: configuration re-read");
                 let source_moved = new.source != self.config.source;
-                self.config = new;
+                self.config = Arc::new(new);
                 let names = target_names(&self.config);
                 self.metrics.retain_targets(&names);
                 self.metrics.expect_targets(&names);
-                self.reloads.retain(|n, _| names.contains(n));
+                self.retries.due.retain(|n, _| names.contains(n));
                 self.last_good = None;
                 if source_moved {
                     self.watch_source();
@@ -334,7 +428,7 @@ impl Daemon {
                 self.pass(Trigger::Reconfigure).await;
             }
             Err(e) => {
-                error!(file = %file.display(), "SIGHUP: the new configuration is refused, the old one stays in force: {e}")
+                error!(file = %file.display(), "SIGHUP: the new configuration is refused, the old one stays in force: {}", Chain(&e))
             }
         }
     }
@@ -348,68 +442,186 @@ impl Daemon {
             }
         }
     }
-
-    fn write_textfile(&self) {
-        if let Some(path) = self
-            .config
-            .textfile
-            .as_deref()
-            .filter(|_| !self.config.dry_run)
-        {
-            if let Err(e) =
-                crate::metrics::textfile::write(path, &self.metrics.encode(crate::unix_now()))
-            {
-                error!("cannot write the metrics textfile: {e}");
-            }
-        }
-    }
 }
 
 /// An inotify watch on the folder holding the source: watching the folder, not the
 /// file, survives in-place rewrites, replacement by rename, deletion and re-creation.
+///
+/// An acme.json reached through symlinks (a Kubernetes volume: `acme.json` ->
+/// `..data/acme.json`, `..data` -> `..2026_11_23...`) is rewritten in the folder the
+/// links lead to, and renewed by swapping a link: every folder on the way is watched,
+/// for the names on the way, and [`SourceWatcher::moved`] tells when a link now leads
+/// elsewhere, so the daemon watches anew.
 struct SourceWatcher {
     _watcher: notify::RecommendedWatcher,
+    /// The `(folder, name)` hops the source path resolved through when watched.
+    hops: Vec<(PathBuf, std::ffi::OsString)>,
+}
+
+/// Which events under a watched folder are a change of the source.
+enum Relevant {
+    /// A file of one of these names in a watched folder.
+    Names(Vec<std::ffi::OsString>),
+    /// Anything under this folder (Caddy's `certificates/`).
+    Under(PathBuf),
+}
+
+impl Relevant {
+    fn matches(&self, path: &Path) -> bool {
+        match self {
+            Relevant::Names(names) => path
+                .file_name()
+                .is_some_and(|n| names.iter().any(|w| w == n)),
+            Relevant::Under(dir) => path.starts_with(dir),
+        }
+    }
 }
 
 impl SourceWatcher {
     fn new(source: &SourceSpec, pokes: mpsc::Sender<()>) -> Result<SourceWatcher, String> {
-        let (dir, names): (PathBuf, Vec<std::ffi::OsString>) = match source {
+        let folder_of = |file: &Path| {
+            file.parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."))
+                .to_owned()
+        };
+        let file_name = |file: &Path| {
+            file.file_name()
+                .map(|n| n.to_owned())
+                .ok_or_else(|| format!("{} names no file", file.display()))
+        };
+        let mut hops = Vec::new();
+        // (folders, recursive, what counts)
+        let (dirs, mode, relevant): (Vec<PathBuf>, RecursiveMode, Relevant) = match source {
             SourceSpec::Acme(file) => {
-                let dir = file
-                    .parent()
-                    .filter(|p| !p.as_os_str().is_empty())
-                    .unwrap_or(Path::new("."));
-                let name = file.file_name().ok_or("the acme.json path names no file")?;
-                (dir.to_owned(), vec![name.to_owned()])
+                file_name(file)?;
+                hops = resolution_hops(file);
+                let mut dirs: Vec<PathBuf> = hops.iter().map(|(d, _)| d.clone()).collect();
+                dirs.dedup();
+                let names = hops.iter().map(|(_, n)| n.clone()).collect();
+                (dirs, RecursiveMode::NonRecursive, Relevant::Names(names))
             }
             // certbot swaps the symlinks inside the lineage folder.
             SourceSpec::Certbot(dir) => (
-                dir.clone(),
-                vec!["fullchain.pem".into(), "privkey.pem".into()],
+                vec![dir.clone()],
+                RecursiveMode::NonRecursive,
+                Relevant::Names(vec!["fullchain.pem".into(), "privkey.pem".into()]),
+            ),
+            // The kubelet's swap is a rename of `..data_tmp` onto `..data` in the folder
+            // of both links: `..data` is the one name of it that matters, so a swap is
+            // one poke and one pass (the new folder and the removal of the old one are
+            // named otherwise).
+            SourceSpec::Pem { cert, key } => {
+                let mut dirs = vec![folder_of(cert)];
+                if folder_of(key) != dirs[0] {
+                    dirs.push(folder_of(key));
+                }
+                (
+                    dirs,
+                    RecursiveMode::NonRecursive,
+                    Relevant::Names(vec![file_name(cert)?, file_name(key)?, "..data".into()]),
+                )
+            }
+            // Recursive: notify adds a watch for each new issuer and name folder as it
+            // appears. Caddy's `locks/` and `acme/` churn during a renewal and are not
+            // the certificates.
+            SourceSpec::Caddy(dir) => (
+                vec![dir.clone()],
+                RecursiveMode::Recursive,
+                Relevant::Under(dir.join("certificates")),
             ),
         };
-        let mut watcher =
-            notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
-                Ok(event) => {
-                    let relevant = !matches!(event.kind, EventKind::Access(_))
-                        && event
-                            .paths
-                            .iter()
-                            .any(|p| p.file_name().is_some_and(|n| names.iter().any(|w| w == n)));
-                    if relevant {
-                        // A full channel already holds a poke: this event is covered by it.
-                        let _ = pokes.try_send(());
-                    }
+        let handler = move |event: notify::Result<notify::Event>| match event {
+            Ok(event) => {
+                // A rename also comes as `To` (the new name); its `Both` twin would
+                // poke a second pass for the same kubelet swap or certbot link swap.
+                let twin = matches!(
+                    event.kind,
+                    EventKind::Modify(notify::event::ModifyKind::Name(
+                        notify::event::RenameMode::Both
+                    ))
+                );
+                if !twin
+                    && !matches!(event.kind, EventKind::Access(_))
+                    && event.paths.iter().any(|p| relevant.matches(p))
+                {
+                    // A full channel already holds a poke: this event is covered by it.
+                    let _ = pokes.try_send(());
                 }
-                Err(e) => warn!("file watch error: {e}"),
-            })
-            .map_err(describe_notify_error)?;
-        watcher
-            .watch(&dir, RecursiveMode::NonRecursive)
-            .map_err(describe_notify_error)?;
-        debug!(dir = %dir.display(), "watching");
-        Ok(SourceWatcher { _watcher: watcher })
+            }
+            Err(e) => warn!("file watch error: {e}"),
+        };
+        // A recursive watch must not follow a symlink planted in the storage out of it.
+        let config = notify::Config::default().with_follow_symlinks(false);
+        let mut watcher =
+            notify::RecommendedWatcher::new(handler, config).map_err(describe_notify_error)?;
+        for (i, dir) in dirs.iter().enumerate() {
+            match watcher.watch(dir, mode) {
+                Ok(()) => debug!(dir = ?dir.display(), "watching"),
+                // The source's own folder must be watchable; a folder a link leads
+                // to may be gone already (a swap mid-way), and is looked at again.
+                Err(e) if i == 0 => return Err(describe_notify_error(e)),
+                Err(e) => debug!(dir = ?dir.display(), "cannot watch: {e}"),
+            }
+        }
+        Ok(SourceWatcher {
+            _watcher: watcher,
+            hops,
+        })
     }
+
+    /// Whether the source's links now lead somewhere else than when it was watched.
+    fn moved(&self, source: &SourceSpec) -> bool {
+        match source {
+            SourceSpec::Acme(file) => resolution_hops(file) != self.hops,
+            SourceSpec::Certbot(_) | SourceSpec::Pem { .. } | SourceSpec::Caddy(_) => false,
+        }
+    }
+}
+
+/// `(folder, name)` of `path` and of every symlink met while resolving it, in order:
+/// the folders to watch and the names whose change matters. A loop or a missing part
+/// ends the walk where it is.
+fn resolution_hops(path: &Path) -> Vec<(PathBuf, std::ffi::OsString)> {
+    let split = |p: &Path| -> Option<(PathBuf, std::ffi::OsString)> {
+        let dir = p.parent().filter(|d| !d.as_os_str().is_empty());
+        Some((
+            dir.unwrap_or(Path::new(".")).to_owned(),
+            p.file_name()?.to_owned(),
+        ))
+    };
+    let mut hops: Vec<(PathBuf, std::ffi::OsString)> = split(path).into_iter().collect();
+    let mut current = path.to_owned();
+    // As the kernel does (MAXSYMLINKS): past 40 links, it is a loop.
+    for _ in 0..40 {
+        let mut prefix = PathBuf::new();
+        let mut link = None;
+        for part in current.components() {
+            prefix.push(part);
+            if std::fs::symlink_metadata(&prefix).is_ok_and(|m| m.file_type().is_symlink()) {
+                link = Some(prefix.clone());
+                break;
+            }
+        }
+        let Some(link) = link else { break };
+        let Ok(target) = std::fs::read_link(&link) else {
+            break;
+        };
+        let rest = current
+            .strip_prefix(&link)
+            .unwrap_or(Path::new(""))
+            .to_owned();
+        let base = link.parent().unwrap_or(Path::new("/"));
+        current = base.join(target);
+        if !rest.as_os_str().is_empty() {
+            current.push(rest);
+        }
+        hops.extend(split(&link));
+        hops.extend(split(&current));
+    }
+    let mut seen = std::collections::HashSet::new();
+    hops.retain(|h| seen.insert(h.clone()));
+    hops
 }
 
 fn describe_notify_error(e: notify::Error) -> String {

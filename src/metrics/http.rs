@@ -1,7 +1,14 @@
 //! `GET /metrics` and `GET /healthz`, served with axum.
+//!
+//! The listener is open to whoever can reach it, so it is bounded: at most
+//! [`max_connections`] at a time (a connection over the bound is closed as soon as it is
+//! accepted, so none waits in the kernel's queue and the fds stay free for the real
+//! work), 5 s to send the request head, one request per connection. Thousands of
+//! half-open connections then cost a handful of fds for 5 s, and /healthz answers.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -30,18 +37,69 @@ pub async fn bind(
         .route("/metrics", get(metrics_page))
         .route("/healthz", get(healthz))
         .with_state(metrics);
-    Ok((local, async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-    }))
+    Ok((local, serve(listener, app, max_connections(), shutdown)))
+}
+
+/// How long a client may take to send its request line and headers.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Connections served at once: an eighth of the fd limit, between 8 and 128, so that
+/// a flood leaves the daemon the fds it needs for acme.json, the out dirs, inotify,
+/// D-Bus and Docker (under systemd's default soft limit of 1,024: 128).
+pub fn max_connections() -> usize {
+    let soft = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .map(|(soft, _)| soft)
+        .unwrap_or(1024);
+    usize::try_from(soft / 8).unwrap_or(128).clamp(8, 128)
+}
+
+async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    limit: usize,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let permits = Arc::new(tokio::sync::Semaphore::new(limit));
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .keep_alive(false);
+    let service = hyper_util::service::TowerToHyperService::new(app);
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            () = &mut shutdown => return Ok(()),
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                // Out of fds (EMFILE) or a connection reset before it was accepted:
+                // the listener stays; a pause lets fds come back.
+                Err(e) => {
+                    tracing::debug!("metrics listener: accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        // Over the bound: closed at once (dropped), never queued.
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            continue;
+        };
+        let connection =
+            http.serve_connection(hyper_util::rt::TokioIo::new(stream), service.clone());
+        tokio::spawn(async move {
+            let _ = connection.await;
+            drop(permit);
+        });
+    }
 }
 
 async fn metrics_page(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, CONTENT_TYPE)],
-        metrics.encode(crate::unix_now()),
-    )
+    // Thousands of series take milliseconds to encode: off the thread that serves
+    // /healthz and runs the daemon's timers.
+    let text = tokio::task::spawn_blocking(move || metrics.encode(crate::leaf::unix_now()))
+        .await
+        .unwrap_or_default();
+    ([(header::CONTENT_TYPE, CONTENT_TYPE)], text)
 }
 
 async fn healthz(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {

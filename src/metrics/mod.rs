@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -22,44 +22,72 @@ use crate::leaf::{rfc3339, Leaf};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CertLabels {
-    target: String,
-    domain: String,
-    serial: String,
+    target: Label,
+    domain: Label,
+    serial: Label,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TargetDomain {
-    target: String,
-    domain: String,
+    target: Label,
+    domain: Label,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AcmeLabels {
-    resolver: String,
-    main: String,
+    resolver: Label,
+    main: Label,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SyncLabels {
-    target: String,
-    result: String,
+    target: Label,
+    result: Label,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TargetLabel {
-    target: String,
+    target: Label,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReloadLabels {
-    target: String,
-    method: String,
-    result: String,
+    target: Label,
+    method: Label,
+    result: Label,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct VersionLabel {
-    version: String,
+    version: Label,
+}
+
+/// A label value, escaped as the text format requires when encoded: a name from
+/// acme.json holding `"` or a newline must not end the value and forge a series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+struct Label(String);
+
+impl<S: Into<String>> From<S> for Label {
+    fn from(s: S) -> Label {
+        Label(s.into())
+    }
+}
+
+impl EncodeLabelValue for Label {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
+        use std::fmt::Write;
+        let mut rest = self.0.as_str();
+        while let Some(at) = rest.find(['\\', '"', '\n']) {
+            encoder.write_str(&rest[..at])?;
+            encoder.write_str(match rest.as_bytes()[at] {
+                b'\\' => "\\\\",
+                b'"' => "\\\"",
+                _ => "\\n",
+            })?;
+            rest = &rest[at + 1..];
+        }
+        encoder.write_str(rest)
+    }
 }
 
 /// The certificate a target's files hold now.
@@ -158,7 +186,7 @@ impl Metrics {
         let build_info = Family::<VersionLabel, Gauge>::default();
         build_info
             .get_or_create(&VersionLabel {
-                version: env!("CARGO_PKG_VERSION").to_owned(),
+                version: Label::from(env!("CARGO_PKG_VERSION").to_owned()),
             })
             .set(1);
         registry.register(
@@ -184,7 +212,7 @@ impl Metrics {
         self.count_sync(target, result);
         self.last_success
             .get_or_create(&TargetLabel {
-                target: target.to_owned(),
+                target: Label::from(target.to_owned()),
             })
             .set(now);
         let new = Current {
@@ -201,27 +229,29 @@ impl Metrics {
             // A renewal changes the serial label: the old series must go, or dashboards
             // would show the expired certificate forever.
             let old_labels = CertLabels {
-                target: target.to_owned(),
-                domain: old.domain.clone(),
-                serial: old.serial,
+                target: Label::from(target.to_owned()),
+                domain: Label::from(old.domain.clone()),
+                serial: Label::from(old.serial),
             };
             self.not_after.remove(&old_labels);
             self.not_before.remove(&old_labels);
             let old_domain = TargetDomain {
-                target: target.to_owned(),
-                domain: old.domain,
+                target: Label::from(target.to_owned()),
+                domain: Label::from(old.domain),
             };
             self.expires_in.remove(&old_domain);
             self.expired.remove(&old_domain);
         }
         let labels = CertLabels {
-            target: target.to_owned(),
-            domain: domain.to_owned(),
-            serial: leaf.serial.clone(),
+            target: Label::from(target.to_owned()),
+            domain: Label::from(domain.to_owned()),
+            serial: Label::from(leaf.serial.clone()),
         };
         self.not_after.get_or_create(&labels).set(leaf.not_after);
         self.not_before.get_or_create(&labels).set(leaf.not_before);
-        self.refresh(now);
+        // Only this target's series: an export of thousands of folders calls this once
+        // per folder, and refreshing them all each time would be quadratic.
+        self.refresh_one(target, &new, now);
         self.set_health(target, Ok(()));
         self.warn_expiry(target, domain, leaf, now);
     }
@@ -232,14 +262,19 @@ impl Metrics {
         self.set_health(target, Err(reason.to_owned()));
     }
 
+    /// Something with no certificate of its own (an export as a whole) is healthy.
+    pub fn set_healthy(&self, name: &str) {
+        self.set_health(name, Ok(()));
+    }
+
     /// A reload was attempted; `error` says why it failed.
     pub fn record_reload(&self, target: &str, method: &str, error: Option<&str>) {
         let result = if error.is_none() { "ok" } else { "error" };
         self.reload
             .get_or_create(&ReloadLabels {
-                target: target.to_owned(),
-                method: method.to_owned(),
-                result: result.to_owned(),
+                target: Label::from(target.to_owned()),
+                method: Label::from(method.to_owned()),
+                result: Label::from(result.to_owned()),
             })
             .inc();
         match error {
@@ -258,7 +293,10 @@ impl Metrics {
         self.acme_not_after.clear();
         for (resolver, main, not_after) in certs {
             self.acme_not_after
-                .get_or_create(&AcmeLabels { resolver, main })
+                .get_or_create(&AcmeLabels {
+                    resolver: Label::from(resolver),
+                    main: Label::from(main),
+                })
                 .set(not_after);
         }
     }
@@ -272,10 +310,12 @@ impl Metrics {
 
     /// Forgets targets no longer configured (after SIGHUP).
     pub fn retain_targets(&self, keep: &[String]) {
+        // A set: an export can label thousands of folders.
+        let keep: std::collections::HashSet<&String> = keep.iter().collect();
         self.health
             .lock()
             .expect("health lock")
-            .retain(|t, _| keep.contains(t));
+            .retain(|t, _| keep.contains(&t));
         let mut current = self.current.lock().expect("metrics lock");
         let gone: Vec<(String, Current)> = current
             .iter()
@@ -284,19 +324,19 @@ impl Metrics {
             .collect();
         for (target, c) in gone {
             let labels = CertLabels {
-                target: target.clone(),
-                domain: c.domain.clone(),
-                serial: c.serial,
+                target: Label::from(target.clone()),
+                domain: Label::from(c.domain.clone()),
+                serial: Label::from(c.serial),
             };
             self.not_after.remove(&labels);
             self.not_before.remove(&labels);
             self.expires_in.remove(&TargetDomain {
-                target: target.clone(),
-                domain: c.domain.clone(),
+                target: Label::from(target.clone()),
+                domain: Label::from(c.domain.clone()),
             });
             self.expired.remove(&TargetDomain {
-                target: target.clone(),
-                domain: c.domain,
+                target: Label::from(target.clone()),
+                domain: Label::from(c.domain),
             });
             current.remove(&target);
         }
@@ -337,24 +377,40 @@ impl Metrics {
 
     fn refresh(&self, now: i64) {
         for (target, c) in self.current.lock().expect("metrics lock").iter() {
-            let labels = TargetDomain {
-                target: target.clone(),
-                domain: c.domain.clone(),
-            };
-            self.expires_in
-                .get_or_create(&labels)
-                .set(c.not_after - now);
-            self.expired
-                .get_or_create(&labels)
-                .set(i64::from(c.not_after <= now));
+            self.refresh_one(target, c, now);
         }
+    }
+
+    fn refresh_one(&self, target: &str, c: &Current, now: i64) {
+        let labels = TargetDomain {
+            target: Label::from(target.to_owned()),
+            domain: Label::from(c.domain.clone()),
+        };
+        self.expires_in
+            .get_or_create(&labels)
+            .set(c.not_after - now);
+        self.expired
+            .get_or_create(&labels)
+            .set(i64::from(c.not_after <= now));
+    }
+
+    /// A pass found a target's files as they were, without looking at them again (an
+    /// exported folder whose entry did not change): counted, its series kept.
+    pub fn record_unchanged(&self, target: &str, now: i64) {
+        self.count_sync(target, "unchanged");
+        self.last_success
+            .get_or_create(&TargetLabel {
+                target: Label::from(target.to_owned()),
+            })
+            .set(now);
+        self.set_health(target, Ok(()));
     }
 
     fn count_sync(&self, target: &str, result: &str) {
         self.sync
             .get_or_create(&SyncLabels {
-                target: target.to_owned(),
-                result: result.to_owned(),
+                target: Label::from(target.to_owned()),
+                result: Label::from(result.to_owned()),
             })
             .inc();
     }

@@ -20,14 +20,14 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
 
-use bollard::errors::Error as DockerError;
+use bollard::errors::Error as BollardError;
 use bollard::query_parameters::{
     InspectContainerOptions, KillContainerOptions, ListContainersOptions, RestartContainerOptions,
 };
 use bollard::Docker;
 use nix::sys::signal::Signal;
 
-use super::{procfs, Mode, Outcome, ReloadError};
+use super::{procfs, Mode, Outcome};
 
 /// One API call (connect, version, inspect, list, kill).
 const CALL_TIMEOUT: Duration = Duration::from_secs(15);
@@ -35,6 +35,66 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 const RESTART_TIMEOUT: Duration = Duration::from_secs(120);
 /// The label compose puts on `docker compose run` containers.
 const ONEOFF_LABEL: &str = "com.docker.compose.oneoff";
+
+/// Why a reload through the Docker Engine API failed. Each names the engine's address
+/// and the container or label it is about.
+#[derive(Debug, thiserror::Error)]
+pub enum DockerError {
+    /// The engine was not reached at all (no socket, connection refused, TLS, ...).
+    #[error("docker: cannot reach the Docker Engine API at {address} ({what})")]
+    Unreachable {
+        address: String,
+        what: String,
+        #[source]
+        source: BollardError,
+    },
+    /// The engine answered with an error status. `hint` says what to check.
+    #[error("docker: {what}: the engine at {address} refused{hint}")]
+    Refused {
+        address: String,
+        what: String,
+        hint: &'static str,
+        #[source]
+        source: BollardError,
+    },
+    /// Something answered, but not as a Docker Engine does.
+    #[error("docker: {what}: unexpected answer from {address} (is it a Docker Engine API?)")]
+    Unexpected {
+        address: String,
+        what: String,
+        #[source]
+        source: BollardError,
+    },
+    #[error("docker: {what}: the Docker Engine API at {address} did not answer within {secs} s")]
+    NoAnswer {
+        address: String,
+        what: String,
+        secs: u64,
+    },
+    #[error("docker: no such container {container} (engine at {address})")]
+    NoSuchContainer { container: String, address: String },
+    #[error("docker: container {container}")]
+    NotReady {
+        container: String,
+        #[source]
+        source: procfs::NotHandled,
+    },
+    /// Some containers of a label failed. The first failure is the source; the others
+    /// were logged as they happened and are kept in `others`.
+    #[error("docker: label {label}: {} of {total} containers failed ({}){}", failed.len(), failed.join(", "),
+        if done.is_empty() { String::new() } else { format!("; {done}") })]
+    Label {
+        label: String,
+        total: usize,
+        /// The containers that failed, in the order they were tried.
+        failed: Vec<String>,
+        /// What was done to the others ("sent SIGUSR2 to a, b"), or empty.
+        done: String,
+        others: Vec<DockerError>,
+        #[source]
+        first: Box<DockerError>,
+    },
+}
 
 /// Which containers to reload.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,7 +109,7 @@ pub async fn reload(
     selector: &Selector,
     mode: Mode,
     signal: Signal,
-) -> Result<Outcome, ReloadError> {
+) -> Result<Outcome, DockerError> {
     let api = Api::connect().await?;
     match selector {
         Selector::Container(name) => api.one(name, mode, signal).await,
@@ -71,29 +131,28 @@ struct Api {
 }
 
 impl Api {
-    async fn connect() -> Result<Api, ReloadError> {
+    async fn connect() -> Result<Api, DockerError> {
         let address = engine_address();
         let docker = Docker::connect_with_defaults()
-            .map_err(|e| {
-                ReloadError::Docker(format!(
-                    "cannot reach the Docker Engine API at {address}: {}",
-                    chain(&e)
-                ))
+            .map_err(|source| DockerError::Unreachable {
+                address: address.clone(),
+                what: "connect".into(),
+                source,
             })?
             .with_timeout(RESTART_TIMEOUT);
         // bollard speaks API 1.49 by default; older engines refuse it. Negotiating is
         // also the first contact, so an unreachable engine is reported here.
         let docker = match tokio::time::timeout(CALL_TIMEOUT, docker.negotiate_version()).await {
             Ok(Ok(d)) => d,
-            Ok(Err(e @ DockerError::DockerResponseServerError { .. })) => {
-                return Err(ReloadError::Docker(format!(
-                    "{} (is DOCKER_HOST a Docker Engine API, or a socket proxy that allows GET /version?)",
-                    transport_or_api(&address, "GET /version", &e)
-                        .to_string()
-                        .trim_start_matches("docker: ")
-                )))
+            Ok(Err(e @ BollardError::DockerResponseServerError { .. })) => {
+                return Err(DockerError::Refused {
+                    address,
+                    what: "GET /version".into(),
+                    hint: " (is DOCKER_HOST a Docker Engine API, or a socket proxy that allows GET /version?)",
+                    source: e,
+                })
             }
-            Ok(Err(e)) => return Err(transport_or_api(&address, "GET /version", &e)),
+            Ok(Err(e)) => return Err(transport_or_api(&address, "GET /version", e)),
             Err(_) => return Err(no_answer(&address, "GET /version", CALL_TIMEOUT)),
         };
         Ok(Api { docker, address })
@@ -103,15 +162,22 @@ impl Api {
         &self,
         what: &str,
         limit: Duration,
-        f: impl Future<Output = Result<T, DockerError>>,
-    ) -> Result<Result<T, DockerError>, ReloadError> {
+        f: impl Future<Output = Result<T, BollardError>>,
+    ) -> Result<Result<T, BollardError>, DockerError> {
         match tokio::time::timeout(limit, f).await {
             Ok(r) => Ok(r),
             Err(_) => Err(no_answer(&self.address, what, limit)),
         }
     }
 
-    async fn inspect(&self, name: &str) -> Result<Inspected, ReloadError> {
+    fn no_such_container(&self, name: &str) -> DockerError {
+        DockerError::NoSuchContainer {
+            container: name.to_owned(),
+            address: self.address.clone(),
+        }
+    }
+
+    async fn inspect(&self, name: &str) -> Result<Inspected, DockerError> {
         let inspected = self
             .call(
                 "inspect",
@@ -122,19 +188,14 @@ impl Api {
             .await?;
         let info = match inspected {
             Ok(i) => i,
-            Err(DockerError::DockerResponseServerError {
+            Err(BollardError::DockerResponseServerError {
                 status_code: 404, ..
-            }) => {
-                return Err(ReloadError::Docker(format!(
-                    "no such container {name} (engine at {})",
-                    self.address
-                )))
-            }
+            }) => return Err(self.no_such_container(name)),
             Err(e) => {
                 return Err(transport_or_api(
                     &self.address,
                     &format!("inspect {name}"),
-                    &e,
+                    e,
                 ))
             }
         };
@@ -154,7 +215,7 @@ impl Api {
         })
     }
 
-    async fn one(&self, name: &str, mode: Mode, signal: Signal) -> Result<Outcome, ReloadError> {
+    async fn one(&self, name: &str, mode: Mode, signal: Signal) -> Result<Outcome, DockerError> {
         match mode {
             Mode::Signal => match self.signal_one(name, signal).await? {
                 Kill::Sent => Ok(Outcome::Reloaded(format!(
@@ -175,7 +236,7 @@ impl Api {
 
     /// Inspect, then kill with `signal` if it runs and (when this host shows its
     /// processes) once they handle the signal.
-    async fn signal_one(&self, name: &str, signal: Signal) -> Result<Kill, ReloadError> {
+    async fn signal_one(&self, name: &str, signal: Signal) -> Result<Kill, DockerError> {
         let c = self.inspect(name).await?;
         if !c.running {
             return Ok(Kill::NotRunning(c.status));
@@ -199,7 +260,10 @@ impl Api {
         }
         procfs::wait_until_handled(&procs, signal)
             .await
-            .map_err(|e| ReloadError::Docker(format!("container {name}: {e}")))?;
+            .map_err(|source| DockerError::NotReady {
+                container: name.to_owned(),
+                source,
+            })?;
         self.kill(name, signal).await
     }
 
@@ -209,7 +273,7 @@ impl Api {
         value: &str,
         mode: Mode,
         signal: Signal,
-    ) -> Result<Outcome, ReloadError> {
+    ) -> Result<Outcome, DockerError> {
         let label = format!("{key}={value}");
         let filters = HashMap::from([("label".to_owned(), vec![label.clone()])]);
         let options = ListContainersOptions {
@@ -228,7 +292,7 @@ impl Api {
                 transport_or_api(
                     &self.address,
                     &format!("list containers with label {label}"),
-                    &e,
+                    e,
                 )
             })?;
         let mut targets = Vec::new();
@@ -267,6 +331,7 @@ impl Api {
         }
         let mut done = Vec::new();
         let mut failed = Vec::new();
+        let mut errors = Vec::new();
         let mut stopped = 0;
         for name in &targets {
             let r = match mode {
@@ -281,19 +346,23 @@ impl Api {
             };
             match r {
                 Ok(n) => done.push(n),
-                Err(e) => failed.push(e.to_string()),
+                Err(error) => {
+                    tracing::warn!(label = %label, container = %name, "reload failed: {}", crate::error::Chain(&error));
+                    failed.push(name.clone());
+                    errors.push(error);
+                }
             }
         }
         let verb = match mode {
             Mode::Signal => format!("sent {} to", signal.as_str()),
             Mode::Restart => "restarted".to_owned(),
         };
-        if failed.is_empty() && stopped == done.len() {
+        if errors.is_empty() && stopped == done.len() {
             Ok(Outcome::NothingRunning(format!(
                 "the containers with label {label} stopped meanwhile ({}){skipped}; they will read the new files when they start",
                 done.join(", ")
             )))
-        } else if failed.is_empty() {
+        } else if errors.is_empty() {
             Ok(Outcome::Reloaded(format!(
                 "{verb} {} container{} with label {label}: {}{skipped}",
                 done.len(),
@@ -301,21 +370,23 @@ impl Api {
                 done.join(", ")
             )))
         } else {
-            Err(ReloadError::Docker(format!(
-                "label {label}: {} of {} containers failed: {}{}",
-                failed.len(),
-                targets.len(),
-                failed.join("; "),
-                if done.is_empty() {
+            let first = Box::new(errors.remove(0));
+            Err(DockerError::Label {
+                label,
+                total: targets.len(),
+                done: if done.is_empty() {
                     String::new()
                 } else {
-                    format!(" ({verb} {})", done.join(", "))
-                }
-            )))
+                    format!("{verb} {}", done.join(", "))
+                },
+                failed,
+                others: errors,
+                first,
+            })
         }
     }
 
-    async fn kill(&self, name: &str, signal: Signal) -> Result<Kill, ReloadError> {
+    async fn kill(&self, name: &str, signal: Signal) -> Result<Kill, DockerError> {
         let options = KillContainerOptions {
             signal: signal.as_str().to_owned(),
         };
@@ -329,27 +400,24 @@ impl Api {
         {
             Ok(()) => Ok(Kill::Sent),
             // Stopped between the look-up and the kill: it reads the files when it starts.
-            Err(DockerError::DockerResponseServerError {
+            Err(BollardError::DockerResponseServerError {
                 status_code: 409,
                 message,
             }) if message.contains("is not running") => {
                 Ok(Kill::NotRunning("stopped meanwhile".into()))
             }
-            Err(DockerError::DockerResponseServerError {
+            Err(BollardError::DockerResponseServerError {
                 status_code: 404, ..
-            }) => Err(ReloadError::Docker(format!(
-                "no such container {name} (engine at {})",
-                self.address
-            ))),
+            }) => Err(self.no_such_container(name)),
             Err(e) => Err(transport_or_api(
                 &self.address,
                 &format!("kill {name} with {}", signal.as_str()),
-                &e,
+                e,
             )),
         }
     }
 
-    async fn restart(&self, name: &str) -> Result<(), ReloadError> {
+    async fn restart(&self, name: &str) -> Result<(), DockerError> {
         match self
             .call(
                 "restart",
@@ -360,16 +428,13 @@ impl Api {
             .await?
         {
             Ok(()) => Ok(()),
-            Err(DockerError::DockerResponseServerError {
+            Err(BollardError::DockerResponseServerError {
                 status_code: 404, ..
-            }) => Err(ReloadError::Docker(format!(
-                "no such container {name} (engine at {})",
-                self.address
-            ))),
+            }) => Err(self.no_such_container(name)),
             Err(e) => Err(transport_or_api(
                 &self.address,
                 &format!("restart {name}"),
-                &e,
+                e,
             )),
         }
     }
@@ -399,52 +464,61 @@ fn not_running(name: &str, status: &str) -> String {
     format!("container {name} is not running ({status}); it will read the new files when it starts")
 }
 
-fn no_answer(address: &str, what: &str, limit: Duration) -> ReloadError {
-    ReloadError::Docker(format!(
-        "{what}: the Docker Engine API at {address} did not answer within {} s",
-        limit.as_secs()
-    ))
+fn no_answer(address: &str, what: &str, limit: Duration) -> DockerError {
+    DockerError::NoAnswer {
+        address: address.to_owned(),
+        what: what.to_owned(),
+        secs: limit.as_secs(),
+    }
 }
 
 /// An answer from the engine is quoted; anything else means the engine was not reached.
-fn transport_or_api(address: &str, what: &str, e: &DockerError) -> ReloadError {
+fn transport_or_api(address: &str, what: &str, e: BollardError) -> DockerError {
     match e {
-        DockerError::DockerResponseServerError {
-            status_code,
-            message,
-        } => ReloadError::Docker(format!(
-            "{what}: the engine at {address} answered {status_code}: {}",
-            if message.trim().is_empty() {
-                "(no message)"
-            } else {
-                message.trim()
+        BollardError::DockerResponseServerError { .. } => DockerError::Refused {
+            address: address.to_owned(),
+            what: what.to_owned(),
+            hint: "",
+            source: e,
+        },
+        BollardError::RequestTimeoutError => no_answer(address, what, RESTART_TIMEOUT),
+        BollardError::JsonDataError { .. } | BollardError::JsonSerdeError { .. } => {
+            DockerError::Unexpected {
+                address: address.to_owned(),
+                what: what.to_owned(),
+                source: e,
             }
-        )),
-        DockerError::RequestTimeoutError => no_answer(address, what, RESTART_TIMEOUT),
-        DockerError::JsonDataError { .. } | DockerError::JsonSerdeError { .. } => {
-            ReloadError::Docker(format!(
-                "{what}: unexpected answer from {address} (is it a Docker Engine API?): {}",
-                chain(e)
-            ))
         }
-        _ => ReloadError::Docker(format!(
-            "cannot reach the Docker Engine API at {address} ({what}): {}",
-            chain(e)
-        )),
+        _ => DockerError::Unreachable {
+            address: address.to_owned(),
+            what: what.to_owned(),
+            source: e,
+        },
     }
 }
 
-/// An error with its sources: "client error (Connect): tcp connect error: Connection refused".
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        let t = inner.to_string();
-        if !s.contains(&t) {
-            s.push_str(": ");
-            s.push_str(&t);
-        }
-        src = inner.source();
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_label_failure_names_every_failed_container_and_keeps_the_first_cause() {
+        let gone = |name: &str| DockerError::NoSuchContainer {
+            container: name.into(),
+            address: "unix:///var/run/docker.sock".into(),
+        };
+        let e = DockerError::Label {
+            label: "app=turn".into(),
+            total: 3,
+            failed: vec!["a".into(), "c".into()],
+            done: "sent SIGUSR2 to b".into(),
+            others: vec![gone("c")],
+            first: Box::new(gone("a")),
+        };
+        assert_eq!(
+            crate::error::Chain(&e).to_string(),
+            "docker: label app=turn: 2 of 3 containers failed (a, c); sent SIGUSR2 to b: \
+             docker: no such container a (engine at unix:///var/run/docker.sock)"
+        );
     }
-    s
 }

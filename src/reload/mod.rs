@@ -1,24 +1,29 @@
-//! Making the server load the files just written: through systemd, the Docker Engine
-//! or a command, then (optionally) checking that it now serves them.
+//! Making the server load the files just written: through systemd, the Docker Engine,
+//! a signal to a process found through /proc (a PID file or an executable name), or a
+//! command; then (optionally) checking that it now serves them.
 //!
 //! `signal` mode is the default because coturn re-reads its certificate on SIGUSR2
 //! without dropping a relayed call; `restart` drops every call and is there for servers
-//! that cannot reload.
+//! that cannot reload. The one exception is a first start: a coturn started before its
+//! files existed has no TLS listener for a signal to refresh, so when the verify finds
+//! nothing listening, the unit or container is restarted once.
 
 pub mod command;
 pub mod docker;
+pub mod pending;
 pub mod procfs;
+pub mod signal;
 pub mod systemd;
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use serde::Deserialize;
 
-use crate::cli::ReloadArgs;
-use crate::config::ConfigError;
-use crate::verify::{self, VerifyError};
+use crate::verify::{self, OnRefused, VerifyError};
 
 /// What a reload needs to know about the files just written.
 #[derive(Debug, Clone)]
@@ -35,14 +40,23 @@ pub struct Written {
 /// Why a reload failed. The files stay written; the reload is retried.
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadError {
-    #[error("systemd: {0}")]
-    Systemd(String),
-    #[error("docker: {0}")]
-    Docker(String),
-    #[error("reload command: {0}")]
-    Command(String),
+    #[error(transparent)]
+    Systemd(#[from] systemd::SystemdError),
+    #[error(transparent)]
+    Docker(#[from] docker::DockerError),
+    #[error(transparent)]
+    Command(#[from] command::CommandError),
+    #[error(transparent)]
+    Signal(#[from] signal::SignalError),
     #[error(transparent)]
     Verify(#[from] VerifyError),
+    /// Signal mode found no TLS listener, restarted the reader, and the restart failed.
+    #[error("nothing listened on {addr} after the signal, so a restart was tried: it failed")]
+    RestartForTls {
+        addr: String,
+        #[source]
+        source: Box<ReloadError>,
+    },
 }
 
 /// What a reload method did.
@@ -55,53 +69,179 @@ pub enum Outcome {
     NothingRunning(String),
 }
 
+/// What a successful reload did, for the log and the metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// What was done, in words.
+    pub done: String,
+    /// Signal mode found nothing listening on the verify address (a server that
+    /// started before its files existed and opened no TLS listener, as coturn does),
+    /// so the unit or container was restarted once: a second reload to count.
+    pub restarted_for_tls: bool,
+}
+
+impl std::fmt::Display for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.done)
+    }
+}
+
+/// How long a verify in signal mode waits while every connection is refused before it
+/// concludes that the server has no TLS listener and restarts it. A server that was
+/// signalled is running and keeps its listeners across the reload, so a refusal lasting
+/// this long means there is none.
+pub const REFUSED_GRACE: Duration = Duration::from_secs(1);
+
+/// (target, verify address) of servers that were restarted because nothing listened,
+/// and still had no listener after the restart: a wrong `--verify-tls` port, or TLS
+/// off in the server's own configuration. A restart drops every call, and failed
+/// reloads are retried, so such a server is not restarted again until a verify of
+/// that target succeeds.
+static RESTART_DID_NOT_HELP: Mutex<BTreeSet<(String, String)>> = Mutex::new(BTreeSet::new());
+
+fn restart_did_not_help(key: &(String, String)) -> bool {
+    RESTART_DID_NOT_HELP
+        .lock()
+        .is_ok_and(|set| set.contains(key))
+}
+
+fn remember_restart_did_not_help(key: (String, String), did_not: bool) {
+    if let Ok(mut set) = RESTART_DID_NOT_HELP.lock() {
+        if did_not {
+            set.insert(key);
+        } else {
+            set.remove(&key);
+        }
+    }
+}
+
 /// Makes the target's reader load the new files, then checks that it serves them.
-/// Returns what was done, for the log.
-pub async fn run(spec: &ReloadSpec, written: &Written) -> Result<String, ReloadError> {
-    let started = std::time::Instant::now();
-    let outcome = match &spec.method {
+///
+/// Cancel-safe: dropping the future abandons the reload. A running reload command is
+/// killed with its whole process group; a D-Bus or Docker call is dropped (what the
+/// manager or engine already started, it finishes on its own).
+pub async fn run(spec: &ReloadSpec, written: &Written) -> Result<Report, ReloadError> {
+    let started = Instant::now();
+    let outcome = reload_once(spec, spec.mode, written).await?;
+    let (mut done, running) = match outcome {
+        Outcome::Reloaded(m) => (m, true),
+        Outcome::NothingRunning(m) => (m, false),
+    };
+    let mut restarted_for_tls = false;
+    if let Some(v) = &spec.verify {
+        if !done.is_empty() {
+            done.push_str("; ");
+        }
+        if !running {
+            done.push_str(&format!("{} not verified: nothing is running", v.addr));
+            return Ok(Report {
+                done,
+                restarted_for_tls,
+            });
+        }
+        let key = (written.target.clone(), v.addr.clone());
+        let may_restart = spec.can_restart_for_tls() && !restart_did_not_help(&key);
+        if spec.can_restart_for_tls() && !may_restart {
+            tracing::warn!(
+                target = %written.target,
+                "nothing listened on {} after the last restart either: not restarting again \
+                 (check --verify-tls and the server's TLS settings)",
+                v.addr
+            );
+        }
+        let verify = |on_refused| {
+            verify::wait_for_leaf(
+                &v.addr,
+                &written.domain,
+                &written.leaf_der,
+                v.timeout,
+                on_refused,
+            )
+        };
+        let reloaded_in = started.elapsed();
+        let on_refused = if may_restart {
+            OnRefused::GiveUpAfter(REFUSED_GRACE)
+        } else {
+            OnRefused::KeepTrying
+        };
+        let timing = match verify(on_refused).await {
+            Ok(verified_in) => format!(
+                "reload {} ms, verify {} ms",
+                reloaded_in.as_millis(),
+                verified_in.as_millis()
+            ),
+            Err(e) if e.is_nothing_listening() => {
+                tracing::warn!(
+                    target = %written.target,
+                    "nothing listens on {}: the server started without its TLS files; restarting it once",
+                    v.addr
+                );
+                let refused_for = started.elapsed() - reloaded_in;
+                let restart_began = Instant::now();
+                let restarted =
+                    reload_once(spec, Mode::Restart, written)
+                        .await
+                        .map_err(|source| ReloadError::RestartForTls {
+                            addr: v.addr.clone(),
+                            source: Box::new(source),
+                        })?;
+                let restarted_in = restart_began.elapsed();
+                restarted_for_tls = true;
+                let (Outcome::Reloaded(m) | Outcome::NothingRunning(m)) = restarted;
+                done.push_str(&format!(
+                    "nothing listened on {} (TLS off since the server started without its files), so: {m}; ",
+                    v.addr
+                ));
+                let verified = verify(OnRefused::KeepTrying).await;
+                remember_restart_did_not_help(key, matches!(&verified, Err(e) if e.last_refused()));
+                format!(
+                    "signal {} ms, refused for {} ms, restart {} ms, verify {} ms",
+                    reloaded_in.as_millis(),
+                    refused_for.as_millis(),
+                    restarted_in.as_millis(),
+                    verified?.as_millis()
+                )
+            }
+            Err(e) => return Err(e.into()),
+        };
+        done.push_str(&format!(
+            "{} serves the new certificate {} ms after the reload began ({timing})",
+            v.addr,
+            started.elapsed().as_millis(),
+        ));
+    }
+    Ok(Report {
+        done,
+        restarted_for_tls,
+    })
+}
+
+/// One reload by the spec's method, in `mode`.
+async fn reload_once(
+    spec: &ReloadSpec,
+    mode: Mode,
+    written: &Written,
+) -> Result<Outcome, ReloadError> {
+    Ok(match &spec.method {
         None => Outcome::Reloaded(String::new()),
         Some(Method::Systemd { unit, bus }) => {
-            systemd::reload(unit, *bus, spec.mode, spec.signal).await?
+            systemd::reload(unit, *bus, mode, spec.signal).await?
         }
         Some(Method::DockerContainer(name)) => {
             let selector = docker::Selector::Container(name.clone());
-            docker::reload(&selector, spec.mode, spec.signal).await?
+            docker::reload(&selector, mode, spec.signal).await?
         }
         Some(Method::DockerLabel { key, value }) => {
             let selector = docker::Selector::Label {
                 key: key.clone(),
                 value: value.clone(),
             };
-            docker::reload(&selector, spec.mode, spec.signal).await?
+            docker::reload(&selector, mode, spec.signal).await?
         }
         Some(Method::Command(cmd)) => Outcome::Reloaded(command::reload(cmd, written).await?),
-    };
-    let (mut done, running) = match outcome {
-        Outcome::Reloaded(m) => (m, true),
-        Outcome::NothingRunning(m) => (m, false),
-    };
-    if let Some(v) = &spec.verify {
-        if !done.is_empty() {
-            done.push_str("; ");
-        }
-        if running {
-            let reloaded_in = started.elapsed();
-            let verified_in =
-                verify::wait_for_leaf(&v.addr, &written.domain, &written.leaf_der, v.timeout)
-                    .await?;
-            done.push_str(&format!(
-                "{} serves the new certificate {} ms after the reload began (reload {} ms, verify {} ms)",
-                v.addr,
-                started.elapsed().as_millis(),
-                reloaded_in.as_millis(),
-                verified_in.as_millis()
-            ));
-        } else {
-            done.push_str(&format!("{} not verified: nothing is running", v.addr));
-        }
-    }
-    Ok(done)
+        Some(Method::SignalPidFile(path)) => signal::pid_file(path, spec.signal).await?,
+        Some(Method::SignalProcess(name)) => signal::process(name, spec.signal).await?,
+    })
 }
 
 /// How one target's reader is told about new files.
@@ -116,10 +256,20 @@ pub struct ReloadSpec {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Method {
-    Systemd { unit: String, bus: Bus },
+    Systemd {
+        unit: String,
+        bus: Bus,
+    },
     DockerContainer(String),
-    DockerLabel { key: String, value: String },
+    DockerLabel {
+        key: String,
+        value: String,
+    },
     Command(String),
+    /// The process whose PID is in this file (coturn's `pidfile=`).
+    SignalPidFile(PathBuf),
+    /// Every process of this executable name visible in /proc.
+    SignalProcess(String),
 }
 
 impl Method {
@@ -129,18 +279,41 @@ impl Method {
             Method::Systemd { .. } => "systemd",
             Method::DockerContainer(_) | Method::DockerLabel { .. } => "docker",
             Method::Command(_) => "command",
+            Method::SignalPidFile(_) | Method::SignalProcess(_) => "signal",
         }
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+impl ReloadSpec {
+    /// Whether signal mode can fall back to one restart when the verify finds nothing
+    /// listening: only systemd and Docker know how to restart the reader.
+    fn can_restart_for_tls(&self) -> bool {
+        self.mode == Mode::Signal
+            && matches!(
+                self.method,
+                Some(
+                    Method::Systemd { .. }
+                        | Method::DockerContainer(_)
+                        | Method::DockerLabel { .. }
+                )
+            )
+    }
+}
+
+/// Which systemd manager: the machine's, or the user's own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Bus {
+    #[default]
     System,
     User,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How a reader is made to load new files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Mode {
+    #[default]
     Signal,
     Restart,
 }
@@ -152,166 +325,8 @@ pub struct Verify {
     pub timeout: Duration,
 }
 
-/// A reload owed to a target, recorded next to its files. It is set before the first
-/// attempt and cleared on success, so a reload that failed (or a certsync that died
-/// between writing and reloading) is still done by the next pass or the next
-/// `--once`, although the files themselves are then unchanged.
-pub struct Pending {
-    path: PathBuf,
-}
-
-impl Pending {
-    pub fn for_target(out: &crate::config::Output) -> Pending {
-        Pending {
-            path: out
-                .dir
-                .join(format!(".certsync-reload-pending.{}", out.cert_file)),
-        }
-    }
-
-    pub fn is_set(&self) -> bool {
-        self.path.exists()
-    }
-
-    pub fn set(&self) -> std::io::Result<()> {
-        std::fs::write(&self.path, b"")
-    }
-
-    pub fn clear(&self) -> std::io::Result<()> {
-        match std::fs::remove_file(&self.path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
-        }
-    }
-}
-
-/// The `[target.reload]` table of the TOML file.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawReload {
-    pub systemd_unit: Option<String>,
-    pub bus: Option<String>,
-    pub docker_container: Option<String>,
-    pub docker_label: Option<String>,
-    pub command: Option<String>,
-    pub mode: Option<String>,
-    pub signal: Option<String>,
-    pub verify_tls: Option<String>,
-    #[serde(default, with = "humantime_serde")]
-    pub verify_timeout: Option<Duration>,
-}
-
-impl ReloadSpec {
-    /// The reload settings given as flags, if any.
-    pub fn from_args(a: &ReloadArgs) -> Result<Option<ReloadSpec>, ConfigError> {
-        let raw = RawReload {
-            systemd_unit: a.systemd_unit.clone(),
-            bus: a.systemd_bus.clone(),
-            docker_container: a.docker_container.clone(),
-            docker_label: a.docker_label.clone(),
-            command: a.reload_command.clone(),
-            mode: a.reload_mode.clone(),
-            signal: a.reload_signal.clone(),
-            verify_tls: a.verify_tls.clone(),
-            verify_timeout: a.verify_timeout,
-        };
-        let any_method = raw.systemd_unit.is_some()
-            || raw.docker_container.is_some()
-            || raw.docker_label.is_some()
-            || raw.command.is_some()
-            || raw.verify_tls.is_some();
-        if !any_method {
-            let stray = [
-                ("--systemd-bus", &raw.bus),
-                ("--reload-mode", &raw.mode),
-                ("--reload-signal", &raw.signal),
-            ]
-            .into_iter()
-            .find(|(_, v)| v.is_some());
-            return match stray {
-                Some((flag, _)) => Err(ConfigError(format!(
-                    "{flag} needs a reload method: --systemd-unit, --docker-container, --docker-label or --reload-command"
-                ))),
-                None => Ok(None),
-            };
-        }
-        raw.build().map(Some)
-    }
-}
-
-impl RawReload {
-    pub fn build(self) -> Result<ReloadSpec, ConfigError> {
-        let e = |m: String| ConfigError(m);
-        let mut methods = Vec::new();
-        if let Some(unit) = self.systemd_unit {
-            let bus = match self.bus.as_deref().unwrap_or("system") {
-                "system" => Bus::System,
-                "user" => Bus::User,
-                other => {
-                    return Err(e(format!(
-                        "systemd bus {other:?} is neither 'system' nor 'user'"
-                    )))
-                }
-            };
-            methods.push(Method::Systemd { unit, bus });
-        } else if self.bus.is_some() {
-            return Err(e("a systemd bus is set without a systemd unit".into()));
-        }
-        if let Some(c) = self.docker_container {
-            methods.push(Method::DockerContainer(c));
-        }
-        if let Some(l) = self.docker_label {
-            let (key, value) = l
-                .split_once('=')
-                .filter(|(k, _)| !k.is_empty())
-                .ok_or_else(|| e(format!("docker label {l:?} is not KEY=VALUE")))?;
-            methods.push(Method::DockerLabel {
-                key: key.to_owned(),
-                value: value.to_owned(),
-            });
-        }
-        if let Some(c) = self.command {
-            methods.push(Method::Command(c));
-        }
-        if methods.len() > 1 {
-            return Err(e("at most one reload method per target: systemd unit, docker container, docker label or command".into()));
-        }
-        let mode = match self.mode.as_deref().unwrap_or("signal") {
-            "signal" => Mode::Signal,
-            "restart" => Mode::Restart,
-            other => {
-                return Err(e(format!(
-                    "reload mode {other:?} is neither 'signal' nor 'restart'"
-                )))
-            }
-        };
-        let signal = parse_signal(self.signal.as_deref().unwrap_or("SIGUSR2"))?;
-        let verify = match self.verify_tls {
-            None => None,
-            Some(addr) => {
-                if addr
-                    .rsplit_once(':')
-                    .and_then(|(_, p)| p.parse::<u16>().ok())
-                    .is_none()
-                {
-                    return Err(e(format!("verify address {addr:?} is not HOST:PORT")));
-                }
-                Some(Verify {
-                    addr,
-                    timeout: self.verify_timeout.unwrap_or(Duration::from_secs(10)),
-                })
-            }
-        };
-        Ok(ReloadSpec {
-            method: methods.pop(),
-            mode,
-            signal,
-            verify,
-        })
-    }
-}
-
-fn parse_signal(s: &str) -> Result<Signal, ConfigError> {
+/// A signal by name (`SIGUSR2`, `usr2`) or number, for flags and the TOML file.
+pub fn parse_signal(s: &str) -> Result<Signal, String> {
     let upper = s.to_ascii_uppercase();
     let name = if upper.starts_with("SIG") {
         upper
@@ -324,7 +339,7 @@ fn parse_signal(s: &str) -> Result<Signal, ConfigError> {
                 .map_err(|_| ())
                 .and_then(|n| Signal::try_from(n).map_err(|_| ()))
         })
-        .map_err(|_| ConfigError(format!("{s:?} is not a signal name such as SIGUSR2")))
+        .map_err(|_| format!("{s:?} is not a signal name such as SIGUSR2"))
 }
 
 #[cfg(test)]
@@ -332,38 +347,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn defaults_are_signal_mode_with_sigusr2() {
-        let spec = RawReload {
-            systemd_unit: Some("coturn.service".into()),
-            ..Default::default()
-        }
-        .build()
-        .unwrap();
-        assert_eq!(spec.mode, Mode::Signal);
-        assert_eq!(spec.signal, Signal::SIGUSR2);
-        assert_eq!(
-            spec.method,
-            Some(Method::Systemd {
-                unit: "coturn.service".into(),
-                bus: Bus::System
-            })
-        );
+    fn signals_by_name_or_number() {
+        assert_eq!(parse_signal("hup").unwrap(), Signal::SIGHUP);
+        assert_eq!(parse_signal("SIGUSR2").unwrap(), Signal::SIGUSR2);
+        assert_eq!(parse_signal("12").unwrap(), Signal::SIGUSR2);
+        assert!(parse_signal("SIGNOPE").is_err());
     }
 
     #[test]
-    fn one_method_per_target_and_labels_are_key_value() {
-        let two = RawReload {
-            systemd_unit: Some("a".into()),
-            command: Some("true".into()),
-            ..Default::default()
+    fn signal_mode_restarts_for_tls_only_through_systemd_or_docker() {
+        let spec = |method: Method, mode: &str| ReloadSpec {
+            method: Some(method),
+            mode: if mode == "signal" {
+                Mode::Signal
+            } else {
+                Mode::Restart
+            },
+            signal: Signal::SIGUSR2,
+            verify: None,
         };
-        assert!(two.build().is_err());
-        let bad = RawReload {
-            docker_label: Some("nolabel".into()),
-            ..Default::default()
+        let unit = Method::Systemd {
+            unit: "coturn.service".into(),
+            bus: Bus::System,
         };
-        assert!(bad.build().is_err());
-        assert_eq!(parse_signal("hup").unwrap(), Signal::SIGHUP);
-        assert_eq!(parse_signal("12").unwrap(), Signal::SIGUSR2);
+        assert!(spec(unit.clone(), "signal").can_restart_for_tls());
+        assert!(!spec(unit, "restart").can_restart_for_tls());
+        assert!(spec(Method::DockerContainer("c".into()), "signal").can_restart_for_tls());
+        assert!(!spec(Method::Command("true".into()), "signal").can_restart_for_tls());
+        assert!(!spec(Method::SignalProcess("turnserver".into()), "signal").can_restart_for_tls());
     }
 }

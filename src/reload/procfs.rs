@@ -104,22 +104,40 @@ pub fn handles(pid: u32, signal: Signal) -> Option<bool> {
     Some((mask("SigCgt:") | mask("SigIgn:")) & bit != 0)
 }
 
+/// A process that would die of the signal, so it was not sent.
+#[derive(Debug, thiserror::Error)]
+#[error("process {pid} ({comm}) does not handle {signal} after {} ms: sending it would terminate it, so it was not sent", waited.as_millis())]
+pub struct NotHandled {
+    pub pid: u32,
+    pub comm: String,
+    pub signal: &'static str,
+    pub waited: Duration,
+}
+
 /// Waits until every process catches or ignores `signal`. `Err` names the first one
 /// that still would die of it after [`READY_TIMEOUT`].
-pub async fn wait_until_handled(procs: &[Proc], signal: Signal) -> Result<(), String> {
+pub async fn wait_until_handled(procs: &[Proc], signal: Signal) -> Result<(), NotHandled> {
+    wait_until_handled_for(procs, signal, READY_TIMEOUT).await
+}
+
+/// [`wait_until_handled`] with a chosen patience.
+pub async fn wait_until_handled_for(
+    procs: &[Proc],
+    signal: Signal,
+    patience: Duration,
+) -> Result<(), NotHandled> {
     let started = Instant::now();
     for p in procs {
         loop {
             match handles(p.pid, signal) {
                 Some(true) | None => break, // handled, or gone (nothing to kill)
-                Some(false) if started.elapsed() >= READY_TIMEOUT => {
-                    return Err(format!(
-                        "process {} ({}) does not handle {} after {} s: sending it would terminate it, so it was not sent",
-                        p.pid,
-                        p.comm,
-                        signal.as_str(),
-                        READY_TIMEOUT.as_secs()
-                    ));
+                Some(false) if started.elapsed() >= patience => {
+                    return Err(NotHandled {
+                        pid: p.pid,
+                        comm: p.comm.clone(),
+                        signal: signal.as_str(),
+                        waited: started.elapsed(),
+                    });
                 }
                 Some(false) => tokio::time::sleep(POLL).await,
             }

@@ -16,7 +16,7 @@ use zbus::export::futures_core::Stream;
 use zbus::proxy::CacheProperties;
 use zbus::zvariant::OwnedObjectPath;
 
-use super::{procfs, Bus, Mode, Outcome, ReloadError};
+use super::{procfs, Bus, Mode, Outcome};
 
 /// Connecting to the bus (authentication included).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -26,6 +26,70 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(25);
 const JOB_TIMEOUT: Duration = Duration::from_secs(90);
 /// How long a unit may stay "activating"/"reloading" before a signal is sent anyway.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why a reload through systemd failed. Each names the unit (or the bus) it is about.
+#[derive(Debug, thiserror::Error)]
+pub enum SystemdError {
+    #[error("systemd: cannot connect to the {bus} bus at {address}")]
+    Connect {
+        bus: &'static str,
+        address: String,
+        #[source]
+        source: zbus::Error,
+    },
+    #[error("systemd: cannot connect to the {bus} bus at {address}: no answer within {secs} s")]
+    ConnectTimeout {
+        bus: &'static str,
+        address: String,
+        secs: u64,
+    },
+    /// A method call or property read failed; `hint` says what the D-Bus error means
+    /// for an operator (empty when there is nothing to add).
+    #[error("systemd: {call}({unit}){hint}")]
+    Call {
+        call: &'static str,
+        unit: String,
+        hint: &'static str,
+        #[source]
+        source: zbus::Error,
+    },
+    #[error("systemd: {call}({unit}): systemd did not answer within {secs} s")]
+    CallTimeout {
+        call: &'static str,
+        unit: String,
+        secs: u64,
+    },
+    #[error("systemd: unit {unit} does not exist on the {bus} manager (LoadState not-found; check the name{})",
+        if *bus == "system" { ", or use --systemd-bus user for a user unit" } else { "" })]
+    NoSuchUnit { unit: String, bus: &'static str },
+    #[error("systemd: {unit} is still {state} after {secs} s; not signalling it yet")]
+    StillStarting {
+        unit: String,
+        state: String,
+        secs: u64,
+    },
+    #[error("systemd: {unit}")]
+    NotReady {
+        unit: String,
+        #[source]
+        source: procfs::NotHandled,
+    },
+    #[error(
+        "systemd: restarting {unit} failed: the job's result is {result:?}{}",
+        job_result_hint(result)
+    )]
+    JobFailed { unit: String, result: String },
+    #[error(
+        "systemd: lost the connection to the {bus} bus while waiting for the restart job of {unit}"
+    )]
+    JobLost { unit: String, bus: &'static str },
+    #[error("systemd: the restart job {job} of {unit} did not finish within {secs} s")]
+    JobTimeout {
+        unit: String,
+        job: String,
+        secs: u64,
+    },
+}
 
 #[zbus::proxy(
     interface = "org.freedesktop.systemd1.Manager",
@@ -80,7 +144,7 @@ pub async fn reload(
     bus: Bus,
     mode: Mode,
     signal: Signal,
-) -> Result<Outcome, ReloadError> {
+) -> Result<Outcome, SystemdError> {
     let unit = mangle_unit_name(unit);
     let conn = connect(bus).await?;
     let manager = call("connect to systemd", &unit, async {
@@ -99,7 +163,7 @@ async fn kill(
     unit: &str,
     bus: Bus,
     signal: Signal,
-) -> Result<Outcome, ReloadError> {
+) -> Result<Outcome, SystemdError> {
     let path = call("LoadUnit", unit, manager.load_unit(unit)).await?;
     let props = call("read the unit's state", unit, async {
         UnitProxy::builder(conn)
@@ -126,10 +190,11 @@ async fn kill(
     match state.as_str() {
         "active" => {}
         "activating" | "reloading" | "refreshing" => {
-            return Err(ReloadError::Systemd(format!(
-                "{unit} is still {state} after {} s; not signalling it yet",
-                SETTLE_TIMEOUT.as_secs()
-            )))
+            return Err(SystemdError::StillStarting {
+                unit: unit.to_owned(),
+                state,
+                secs: SETTLE_TIMEOUT.as_secs(),
+            })
         }
         _ => {
             let sub = call("read SubState", unit, props.sub_state())
@@ -156,7 +221,10 @@ async fn kill(
         let procs = procfs::targets(pid, &procfs::Owner::Unit(unit));
         procfs::wait_until_handled(&procs, signal)
             .await
-            .map_err(|e| ReloadError::Systemd(format!("{unit}: {e}")))?;
+            .map_err(|source| SystemdError::NotReady {
+                unit: unit.to_owned(),
+                source,
+            })?;
     }
     call(
         "KillUnit",
@@ -176,7 +244,7 @@ async fn restart(
     manager: &ManagerProxy<'_>,
     unit: &str,
     bus: Bus,
-) -> Result<Outcome, ReloadError> {
+) -> Result<Outcome, SystemdError> {
     // RestartUnit would create a transient "not-found" unit and fail its job: say so
     // plainly instead.
     let path = call("LoadUnit", unit, manager.load_unit(unit)).await?;
@@ -224,19 +292,19 @@ async fn restart(
             job.as_str(),
             started.elapsed().as_millis()
         ))),
-        Ok(Some(result)) => Err(ReloadError::Systemd(format!(
-            "restarting {unit} failed: the job's result is {result:?}{}",
-            job_result_hint(&result)
-        ))),
-        Ok(None) => Err(ReloadError::Systemd(format!(
-            "lost the connection to the {} bus while waiting for the restart job of {unit}",
-            bus_name(bus)
-        ))),
-        Err(_) => Err(ReloadError::Systemd(format!(
-            "the restart job {} of {unit} did not finish within {} s",
-            job.as_str(),
-            JOB_TIMEOUT.as_secs()
-        ))),
+        Ok(Some(result)) => Err(SystemdError::JobFailed {
+            unit: unit.to_owned(),
+            result,
+        }),
+        Ok(None) => Err(SystemdError::JobLost {
+            unit: unit.to_owned(),
+            bus: bus_name(bus),
+        }),
+        Err(_) => Err(SystemdError::JobTimeout {
+            unit: unit.to_owned(),
+            job: job.as_str().to_owned(),
+            secs: JOB_TIMEOUT.as_secs(),
+        }),
     }
 }
 
@@ -250,7 +318,7 @@ fn job_result_hint(result: &str) -> &'static str {
     }
 }
 
-async fn connect(bus: Bus) -> Result<zbus::Connection, ReloadError> {
+async fn connect(bus: Bus) -> Result<zbus::Connection, SystemdError> {
     let (address, var, default) = match bus {
         Bus::System => (
             zbus::Address::system(),
@@ -270,91 +338,78 @@ async fn connect(bus: Bus) -> Result<zbus::Connection, ReloadError> {
             Err(_) => default.to_owned(),
         },
     };
-    let fail = |e: String| {
-        ReloadError::Systemd(format!(
-            "cannot connect to the {} bus at {shown}: {e}",
-            bus_name(bus)
-        ))
+    let fail = |source: zbus::Error| SystemdError::Connect {
+        bus: bus_name(bus),
+        address: shown.clone(),
+        source,
     };
     let builder = address
         .and_then(zbus::connection::Builder::address)
-        .map_err(|e| fail(e.to_string()))?;
+        .map_err(fail)?;
     match tokio::time::timeout(CONNECT_TIMEOUT, builder.build()).await {
         Ok(Ok(c)) => Ok(c),
-        Ok(Err(e)) => Err(fail(e.to_string())),
-        Err(_) => Err(fail(format!(
-            "no answer within {} s",
-            CONNECT_TIMEOUT.as_secs()
-        ))),
+        Ok(Err(e)) => Err(fail(e)),
+        Err(_) => Err(SystemdError::ConnectTimeout {
+            bus: bus_name(bus),
+            address: shown,
+            secs: CONNECT_TIMEOUT.as_secs(),
+        }),
     }
 }
 
-/// Runs one D-Bus call with a timeout, turning its error into a clear message.
+/// Runs one D-Bus call with a timeout.
 async fn call<T>(
-    what: &str,
+    what: &'static str,
     unit: &str,
     f: impl Future<Output = zbus::Result<T>>,
-) -> Result<T, ReloadError> {
+) -> Result<T, SystemdError> {
     match tokio::time::timeout(CALL_TIMEOUT, f).await {
         Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(ReloadError::Systemd(describe(what, unit, &e))),
-        Err(_) => Err(ReloadError::Systemd(format!(
-            "{what}({unit}): systemd did not answer within {} s",
-            CALL_TIMEOUT.as_secs()
-        ))),
+        Ok(Err(source)) => Err(SystemdError::Call {
+            call: what,
+            unit: unit.to_owned(),
+            hint: hint(&source),
+            source,
+        }),
+        Err(_) => Err(SystemdError::CallTimeout {
+            call: what,
+            unit: unit.to_owned(),
+            secs: CALL_TIMEOUT.as_secs(),
+        }),
     }
 }
 
-/// A D-Bus error, in words an operator can act on.
-fn describe(what: &str, unit: &str, e: &zbus::Error) -> String {
-    let (name, detail) = match e {
-        zbus::Error::MethodError(name, detail, _) => {
-            (name.as_str().to_owned(), detail.clone().unwrap_or_default())
-        }
-        zbus::Error::FDO(fdo) => {
-            let name = zbus::DBusError::name(fdo.as_ref()).as_str().to_owned();
-            (
-                name,
-                zbus::DBusError::description(fdo.as_ref())
-                    .unwrap_or_default()
-                    .to_owned(),
-            )
-        }
-        other => return format!("{what}({unit}): {other}"),
+/// What a D-Bus error means for an operator, when its name alone does not say it.
+fn hint(e: &zbus::Error) -> &'static str {
+    let name = match e {
+        zbus::Error::MethodError(name, _, _) => name.as_str().to_owned(),
+        zbus::Error::FDO(fdo) => zbus::DBusError::name(fdo.as_ref()).as_str().to_owned(),
+        _ => return "",
     };
     match name.as_str() {
         "org.freedesktop.DBus.Error.AccessDenied"
-        | "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired" => format!(
-            "{what}({unit}): access denied by polkit/D-Bus policy: run certsync as root or grant \
-             org.freedesktop.systemd1.manage-units ({name}: {detail})"
-        ),
+        | "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired" => {
+            ": access denied by polkit/D-Bus policy: run certsync as root or grant \
+             org.freedesktop.systemd1.manage-units"
+        }
         "org.freedesktop.systemd1.NoSuchUnit" | "org.freedesktop.systemd1.LoadFailed" => {
-            format!("{what}({unit}): no such unit ({detail})")
+            ": no such unit"
         }
-        "org.freedesktop.systemd1.NoSuchProcess" => {
-            format!("{what}({unit}): the unit has no main process to signal ({detail})")
-        }
-        "org.freedesktop.systemd1.UnitMasked" => {
-            format!("{what}({unit}): the unit is masked ({detail})")
-        }
+        "org.freedesktop.systemd1.NoSuchProcess" => ": the unit has no main process to signal",
+        "org.freedesktop.systemd1.UnitMasked" => ": the unit is masked",
         "org.freedesktop.DBus.Error.ServiceUnknown"
-        | "org.freedesktop.DBus.Error.NameHasNoOwner" => format!(
-            "{what}({unit}): no systemd manager on this bus (org.freedesktop.systemd1 is not there: {detail})"
-        ),
-        _ if detail.is_empty() => format!("{what}({unit}): {name}"),
-        _ => format!("{what}({unit}): {name}: {detail}"),
+        | "org.freedesktop.DBus.Error.NameHasNoOwner" => {
+            ": no systemd manager on this bus (org.freedesktop.systemd1 is not there)"
+        }
+        _ => "",
     }
 }
 
-fn no_such_unit(unit: &str, bus: Bus) -> ReloadError {
-    ReloadError::Systemd(format!(
-        "unit {unit} does not exist on the {} manager (LoadState not-found; check the name{})",
-        bus_name(bus),
-        match bus {
-            Bus::System => ", or use --systemd-bus user for a user unit",
-            Bus::User => "",
-        }
-    ))
+fn no_such_unit(unit: &str, bus: Bus) -> SystemdError {
+    SystemdError::NoSuchUnit {
+        unit: unit.to_owned(),
+        bus: bus_name(bus),
+    }
 }
 
 fn bus_name(bus: Bus) -> &'static str {

@@ -25,11 +25,13 @@ use std::ops::Range;
 
 use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
+use serde_json::error::Category;
 use zeroize::Zeroizing;
 
 pub use stream::Stop;
 
-use super::{Candidate, Candidates, Encoding, Interest, Leaves, Skipped};
+use super::{Candidate, Candidates, Interest, Leaves, Skipped};
+use crate::leaf::Encoding;
 
 /// Every usable entry of one acme.json, plus what was skipped and why.
 #[derive(Debug, Default)]
@@ -68,9 +70,73 @@ pub fn parse(bytes: &[u8]) -> Result<AcmeDocument<'_>, AcmeParseError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let doc = AcmeDocument::deserialize(&mut de).and_then(|doc| de.end().map(|()| doc));
     doc.map_err(|e| match e.classify() {
-        serde_json::error::Category::Eof => AcmeParseError::Incomplete(e.to_string()),
-        _ => AcmeParseError::Invalid(e.to_string()),
+        Category::Eof => AcmeParseError::Incomplete(e.to_string()),
+        _ if cut_in_a_number(bytes, &e) => AcmeParseError::Incomplete(format!(
+            "EOF while parsing a number at line {} column {}",
+            e.line(),
+            e.column()
+        )),
+        _ => AcmeParseError::Invalid(without_values(&e)),
     })
+}
+
+/// Whether the input ends inside a number that serde_json was skipping (`"n": -`,
+/// `1.`, `1e`, `1e+`): it calls that a syntax error ("invalid number"), not an early
+/// end, although every in-place rewrite that stops there leaves a prefix of a valid
+/// file. The error must lie at the very end, and one more digit must turn it into an
+/// early end: only an error caused by the end of the input moves by appending.
+/// `IgnoredAny` is enough for that second look, since the typed reading got to the
+/// end without complaint (it checks more, such as UTF-8 in names, hence the position
+/// test), and it reads the bytes where they are.
+fn cut_in_a_number(bytes: &[u8], e: &serde_json::Error) -> bool {
+    e.classify() == Category::Syntax
+        && matches!(bytes.last(), Some(b'-' | b'+' | b'.' | b'e' | b'E'))
+        && (e.line(), e.column()) == end_position(bytes)
+        && serde_json::from_reader::<_, IgnoredAny>(bytes.chain(&b"0"[..]))
+            .is_err_and(|e| e.is_eof())
+}
+
+/// Where serde_json places the end of `bytes`: 1-based line, column in bytes.
+fn end_position(bytes: &[u8]) -> (usize, usize) {
+    let line_start = bytes
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |at| at + 1);
+    let lines = bytes.iter().filter(|&&b| b == b'\n').count();
+    (lines + 1, bytes.len() - line_start)
+}
+
+/// serde_json's message without any value it quotes from the input: when `--acme`
+/// names some other JSON file, a string where a resolver should be can be a password,
+/// and this message reaches logs and /healthz. `invalid type: string "hunter2",
+/// expected struct RawResolver` becomes `invalid type: string, expected struct
+/// RawResolver`; the position stays. Field names quoted by serde (`duplicate field
+/// `main``) come from this file's types, not from the input.
+fn without_values(e: &serde_json::Error) -> String {
+    let message = e.to_string();
+    let position = format!(" at line {} column {}", e.line(), e.column());
+    let (message, position) = match message.strip_suffix(&position) {
+        Some(m) => (m, position.as_str()),
+        None => (message.as_str(), ""),
+    };
+    for prefix in ["invalid type: ", "invalid value: "] {
+        let Some(rest) = message.strip_prefix(prefix) else {
+            continue;
+        };
+        // The expectation comes last and from this file's types; a quoted string
+        // value comes before it and may hold anything, ", expected " included.
+        let at = rest.rfind(", expected ").unwrap_or(rest.len());
+        let (unexpected, expected) = rest.split_at(at);
+        // What serde says of a value is its kind, then the value quoted: `string
+        // "…"`, `integer `5``, `floating point `1.5``; `map` or `null` quote nothing.
+        let quoted = [" `", " \""]
+            .iter()
+            .filter_map(|q| unexpected.find(q))
+            .min();
+        let kind = &unexpected[..quoted.unwrap_or(unexpected.len())];
+        return format!("{prefix}{kind}{expected}{position}");
+    }
+    format!("{message}{position}")
 }
 
 /// An acme.json read by [`read_streamed`]: the names of every entry, the certificate
@@ -558,8 +624,7 @@ mod tests {
         ];
         for json in &accepted {
             assert!(agree(json.as_bytes()), "the stream gave up on: {json}");
-            // Cut short anywhere, it is "incomplete" in serde_json's words, or left to
-            // serde_json (a number cut after its `-`, `.` or `e` is a syntax error).
+            // Cut short anywhere, it is "incomplete" in the words of `parse`.
             if json.len() < 10_000 {
                 for cut in 0..json.len() {
                     agree_reading(&json.as_bytes()[..cut], &[usize::MAX, 3]);
@@ -593,15 +658,109 @@ mod tests {
             };
             assert!(said_now.starts_with(said), "{json}: {said_now}");
         }
+        // Invalid before its end (a name that is not UTF-8), then cut in a number.
+        let bad_then_cut =
+            b"{\"le\": {\"Certificates\": [{\"domain\": {\"main\": \"a\xff\"}}]}, \"Account\": [-";
+        assert!(!parse(bad_then_cut).unwrap_err().is_not_ready());
         for syntax_error in [
-            "{\"le\": {\"Account\": {\"n\": -",
-            "{\"le\": {\"Account\": [1.",
+            "{\"le\": {\"Account\": {\"n\": --",
+            "{\"le\": {\"Account\": [1-",
+            "{\"le\": {\"Account\": [1.e",
+            "{\"le\": {\"Account\": [01",
         ] {
             assert!(
                 matches!(cut_short(syntax_error), Some(Stop::GiveUp)),
                 "{syntax_error}"
             );
             assert!(!parse(syntax_error.as_bytes()).unwrap_err().is_not_ready());
+        }
+    }
+
+    /// Every in-place rewrite of a file with a number in it passes through the moment
+    /// the number is cut after its `-`, `.`, `e` or exponent sign. serde_json calls
+    /// that "invalid number"; it must be "not ready", in both readers, in one wording.
+    #[test]
+    fn a_number_cut_short_is_not_ready() {
+        for (json, said) in [
+            ("{\"le\": {\"Account\": {\"n\": -", "line 1 column 26"),
+            ("{\"le\": {\"Account\": [1.", "line 1 column 22"),
+            ("{\"Account\": {\"n\":\n  1e", "line 2 column 4"),
+            ("{\"Account\": {\"n\": -0.5E+", "line 1 column 24"),
+            ("{\"Account\": {\"n\": 7e-", "line 1 column 21"),
+            (
+                "{\"le\": {\"Certificates\": [{\"Store\": -",
+                "line 1 column 36",
+            ),
+        ] {
+            let err = parse(json.as_bytes()).unwrap_err();
+            assert!(err.is_not_ready(), "{json}: {err}");
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "file is empty or incomplete (Traefik may be rewriting it): \
+                     EOF while parsing a number at {said}"
+                ),
+                "{json}"
+            );
+            agree_reading(json.as_bytes(), &[usize::MAX, 1, 3]);
+            assert!(
+                matches!(streamed(json.as_bytes(), 2), Err(Stop::Incomplete(_))),
+                "{json}"
+            );
+        }
+    }
+
+    /// `--acme` pointed at some other JSON file: what stands where a resolver, a list
+    /// or a name should be can be a secret, and the message goes to logs and /healthz.
+    #[test]
+    fn a_parse_error_never_quotes_a_value_from_the_file() {
+        for (json, said) in [
+            (
+                r#"{"db": "hunter2"}"#,
+                "invalid type: string, expected struct RawResolver",
+            ),
+            (
+                r#""hunter2""#,
+                "invalid type: string, expected a JSON object keyed by resolver name \
+                 (v2/v3) or with \"Certificates\" (v1)",
+            ),
+            (
+                r#"{"le": {"Certificates": "hunter2, expected \"x\""}}"#,
+                "invalid type: string, expected a sequence",
+            ),
+            (
+                r#"{"le": {"Certificates": [{"domain": {"main": "a", "sans": "hunter2"}}]}}"#,
+                "invalid type: string, expected a sequence",
+            ),
+            (
+                r#"{"le": {"Certificates": [{"domain": {"main": 4242}}]}}"#,
+                "invalid type: integer, expected a string",
+            ),
+            (
+                r#"{"le": {"Certificates": [{"key": 42.42}]}}"#,
+                "invalid type: floating point, expected a string",
+            ),
+            (
+                r#"{"le": {"Certificates": [{"key": true}]}}"#,
+                "invalid type: boolean, expected a string",
+            ),
+            (
+                r#"{"le": {"Certificates": [{"domain": "hunter2"}]}}"#,
+                "invalid type: string, expected struct RawDomain",
+            ),
+            (
+                r#"{"le": {"Certificates": [{"domain": {"main": "a", "main": "hunter2"}}]}}"#,
+                "duplicate field `main`",
+            ),
+        ] {
+            let err = parse(json.as_bytes()).unwrap_err();
+            assert!(!err.is_not_ready(), "{json}: {err}");
+            let message = err.to_string();
+            let want = format!("not a Traefik acme.json: {said} at line 1 column ");
+            assert!(message.starts_with(&want), "{json}: {message}");
+            for secret in ["hunter2", "4242", "42.42", "true"] {
+                assert!(!err.to_string().contains(secret), "{json}: {err}");
+            }
         }
     }
 

@@ -7,8 +7,8 @@
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
-use super::{Candidate, Encoding, SourceError};
-use crate::leaf::Leaf;
+use super::Candidate;
+use crate::leaf::{Encoding, Leaf, LeafError};
 
 /// The two files of a lineage, read at one moment.
 pub struct Lineage {
@@ -18,9 +18,15 @@ pub struct Lineage {
 }
 
 impl Lineage {
-    pub fn read(dir: &Path) -> std::io::Result<Lineage> {
-        let fullchain = std::fs::read(dir.join("fullchain.pem"))?;
-        let privkey = std::fs::read(dir.join("privkey.pem"))?;
+    /// Reads both files, each a regular file (after certbot's links) of at most
+    /// `max_size` bytes.
+    pub fn read(dir: &Path, max_size: u64) -> std::io::Result<Lineage> {
+        let read = |name: &str| {
+            let path = dir.join(name);
+            super::open::read_all(super::open::regular(&path, max_size)?, max_size)
+        };
+        let fullchain = read("fullchain.pem")?;
+        let privkey = read("privkey.pem")?;
         Ok(Lineage {
             dir: dir.to_owned(),
             fullchain,
@@ -28,27 +34,20 @@ impl Lineage {
         })
     }
 
-    pub fn candidate(&self) -> Result<Candidate<'_>, SourceError> {
-        let invalid = |reason: String| SourceError::Invalid {
-            source_name: format!("certbot lineage {}", self.dir.display()),
-            reason,
-        };
+    pub fn candidate(&self) -> Result<Candidate<'_>, LineageError> {
         if self.fullchain.iter().all(u8::is_ascii_whitespace) {
-            return Err(SourceError::NotReady {
-                source_name: format!("certbot lineage {}", self.dir.display()),
-                reason: "fullchain.pem is empty".into(),
-            });
+            return Err(LineageError::Empty);
         }
         let certificate = std::str::from_utf8(&self.fullchain)
-            .map_err(|_| invalid("fullchain.pem is not PEM text".into()))?;
-        let key = std::str::from_utf8(&self.privkey)
-            .map_err(|_| invalid("privkey.pem is not PEM text".into()))?;
-        let names =
-            leaf_names(&self.fullchain).map_err(|e| invalid(format!("fullchain.pem: {e}")))?;
-        let mut names = names.into_iter();
-        let main = names
-            .next()
-            .ok_or_else(|| invalid("the leaf names no domain".into()))?;
+            .map_err(|_| LineageError::NotText("fullchain.pem"))?;
+        let key =
+            std::str::from_utf8(&self.privkey).map_err(|_| LineageError::NotText("privkey.pem"))?;
+        let block = ::pem::parse(&self.fullchain).map_err(LineageError::NoCertificate)?;
+        let mut names = Leaf::from_der(block.contents())
+            .map_err(LineageError::Leaf)?
+            .names
+            .into_iter();
+        let main = names.next().ok_or(LineageError::NoName)?;
         Ok(Candidate {
             resolver: None,
             main: Cow::Owned(main),
@@ -60,8 +59,24 @@ impl Lineage {
     }
 }
 
-/// The leaf's DNS names, read from the first certificate of the chain.
-fn leaf_names(pem: &[u8]) -> Result<Vec<String>, String> {
-    let block = ::pem::parse(pem).map_err(|e| format!("no PEM certificate: {e}"))?;
-    Leaf::from_der(block.contents()).map(|leaf| leaf.names)
+/// Why a lineage's files are not a usable certificate.
+#[derive(Debug, thiserror::Error)]
+pub enum LineageError {
+    /// certbot writes new files before it swaps the links; an empty one is mid-write.
+    #[error("fullchain.pem is empty")]
+    Empty,
+    #[error("{0} is not PEM text")]
+    NotText(&'static str),
+    #[error("fullchain.pem holds no PEM certificate")]
+    NoCertificate(#[source] ::pem::PemError),
+    #[error("fullchain.pem")]
+    Leaf(#[source] LeafError),
+    #[error("the leaf names no domain")]
+    NoName,
+}
+
+impl LineageError {
+    pub fn is_not_ready(&self) -> bool {
+        matches!(self, LineageError::Empty)
+    }
 }

@@ -1,4 +1,5 @@
-//! Where certificates come from: Traefik's acme.json or a certbot lineage.
+//! Where certificates come from: Traefik's acme.json, a certbot lineage, Caddy's
+//! storage, or any PEM pair.
 //!
 //! A source is read once into a [`Snapshot`] (a pass works on one version of the
 //! file), then turned into [`Candidate`]s that borrow from it. Nothing here decodes
@@ -12,14 +13,18 @@
 //! [`Interest::everything`] (the plain [`Snapshot::read`]), it is held whole.
 
 pub mod acme;
+pub mod caddy;
 pub mod certbot;
+pub mod open;
+pub mod pem;
 
 use std::borrow::Cow;
 use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use crate::leaf::{self, Leaf};
+use crate::dns;
+use crate::leaf::{self, Encoding, Leaf};
 
 /// Which source a configuration names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,14 +33,44 @@ pub enum SourceSpec {
     Acme(PathBuf),
     /// A certbot `live/<name>/` folder.
     Certbot(PathBuf),
+    /// Caddy's storage folder (the one holding `certificates/`).
+    Caddy(PathBuf),
+    /// A certificate file and a key file.
+    Pem { cert: PathBuf, key: PathBuf },
 }
 
 impl SourceSpec {
-    /// The path to watch for changes: the file itself, or the lineage folder.
+    /// The source named by flags, if any.
+    pub fn from_args(args: &crate::cli::SourceArgs) -> Option<SourceSpec> {
+        if let Some(dir) = &args.caddy_storage {
+            return Some(SourceSpec::Caddy(dir.clone()));
+        }
+        if let (Some(cert), Some(key)) = (&args.pem_cert, &args.pem_key) {
+            return Some(SourceSpec::Pem {
+                cert: cert.clone(),
+                key: key.clone(),
+            });
+        }
+        match (&args.acme, &args.certbot_lineage) {
+            (Some(a), _) => Some(SourceSpec::Acme(a.clone())),
+            (None, Some(c)) => Some(SourceSpec::Certbot(c.clone())),
+            (None, None) => None,
+        }
+    }
+
+    /// The path the source is named by: the file, the lineage or storage folder, or
+    /// the certificate file of a PEM pair.
     pub fn path(&self) -> &Path {
         match self {
-            SourceSpec::Acme(p) | SourceSpec::Certbot(p) => p,
+            SourceSpec::Acme(p) | SourceSpec::Certbot(p) | SourceSpec::Caddy(p) => p,
+            SourceSpec::Pem { cert, .. } => cert,
         }
+    }
+
+    /// Whether a target must name its domain: a source that holds several
+    /// certificates needs one to choose from.
+    pub fn needs_domain(&self) -> bool {
+        matches!(self, SourceSpec::Acme(_) | SourceSpec::Caddy(_))
     }
 }
 
@@ -44,17 +79,12 @@ impl fmt::Display for SourceSpec {
         match self {
             SourceSpec::Acme(p) => write!(f, "acme.json {}", p.display()),
             SourceSpec::Certbot(p) => write!(f, "certbot lineage {}", p.display()),
+            SourceSpec::Caddy(p) => write!(f, "Caddy storage {}", p.display()),
+            SourceSpec::Pem { cert, key } => {
+                write!(f, "PEM pair {} + {}", cert.display(), key.display())
+            }
         }
     }
-}
-
-/// How a candidate's `certificate` and `key` text is encoded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Encoding {
-    /// Base64 of PEM text, as in acme.json.
-    Base64,
-    /// PEM text itself, as in certbot's files.
-    Pem,
 }
 
 /// One certificate a source offers, still encoded as stored. When the source was read
@@ -124,7 +154,11 @@ pub struct Candidates<'a> {
 pub struct Interest {
     /// `(domain, resolver)` per target; `None`: every certificate and key.
     targets: Option<Vec<(String, Option<String>)>>,
+    /// `--all` exports: each wants every entry it takes.
+    exports: Vec<crate::export::Export>,
     leaves: bool,
+    /// A larger source is refused, not read (`--max-source-size`).
+    max_size: u64,
 }
 
 impl Interest {
@@ -132,7 +166,9 @@ impl Interest {
     pub fn everything() -> Interest {
         Interest {
             targets: None,
+            exports: Vec::new(),
             leaves: false,
+            max_size: open::DEFAULT_MAX_SIZE,
         }
     }
 
@@ -148,7 +184,9 @@ impl Interest {
             .collect();
         Interest {
             targets,
+            exports: Vec::new(),
             leaves: false,
+            max_size: open::DEFAULT_MAX_SIZE,
         }
     }
 
@@ -164,6 +202,18 @@ impl Interest {
         self
     }
 
+    /// Refuse a source larger than `bytes` rather than read it.
+    pub fn with_max_size(mut self, bytes: u64) -> Interest {
+        self.max_size = bytes;
+        self
+    }
+
+    /// Also the certificate and key of every entry these exports take.
+    pub fn with_exports(mut self, exports: &[crate::export::Export]) -> Interest {
+        self.exports = exports.to_vec();
+        self
+    }
+
     /// Whether an entry's certificate and key must be kept: some target in its
     /// resolver's scope has a domain that one of its names covers. `select` ranks only
     /// such entries (an exact name is also a covering one).
@@ -171,11 +221,14 @@ impl Interest {
         let Some(targets) = &self.targets else {
             return true;
         };
+        if self.exports.iter().any(|e| e.takes(resolver, main, sans)) {
+            return true;
+        }
         targets.iter().any(|(domain, in_resolver)| {
             (in_resolver.is_none() || in_resolver.as_deref() == resolver)
                 && std::iter::once(main)
                     .chain(sans.iter().copied())
-                    .any(|name| leaf::name_covers(name, domain))
+                    .any(|name| dns::name_covers(name, domain))
         })
     }
 
@@ -190,6 +243,7 @@ impl Interest {
 #[derive(Debug, Default)]
 pub struct Leaves {
     der: Vec<u8>,
+    /// Where each leaf is in `der`, or why it could not be read, as `list` shows it.
     entries: Vec<Result<Range<usize>, String>>,
 }
 
@@ -200,13 +254,19 @@ impl Leaves {
         if result.is_err() {
             self.der.truncate(start);
         }
-        self.entries.push(result.map(|()| start..self.der.len()));
+        self.entries.push(
+            result
+                .map(|()| start..self.der.len())
+                .map_err(|e| crate::error::chain(&e)),
+        );
     }
 
     /// The leaf of the `index`th entry, or why it cannot be read.
     pub fn leaf(&self, index: usize) -> Result<Leaf, String> {
         match self.entries.get(index) {
-            Some(Ok(range)) => Leaf::from_der(&self.der[range.clone()]),
+            Some(Ok(range)) => {
+                Leaf::from_der(&self.der[range.clone()]).map_err(|e| crate::error::chain(&e))
+            }
             Some(Err(reason)) => Err(reason.clone()),
             None => Err("not read in this pass".to_owned()),
         }
@@ -217,6 +277,8 @@ impl Leaves {
 pub enum Snapshot {
     Acme(AcmeSnapshot),
     Certbot(certbot::Lineage),
+    Caddy(caddy::Storage),
+    Pem(pem::Pair),
 }
 
 /// An acme.json at one moment.
@@ -233,22 +295,82 @@ enum AcmeContent {
     /// What a stream read kept.
     Streamed(acme::Streamed),
     /// A stream read found it cut short; what [`acme::parse`] would have said.
-    Incomplete(acme::AcmeParseError),
+    Incomplete(String),
 }
 
 /// Why a source could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     /// Missing, empty or half-written: retry later, keep the files in place.
-    #[error("{source_name} is not ready: {reason}")]
-    NotReady { source_name: String, reason: String },
-    #[error("{source_name}: {reason}")]
-    Invalid { source_name: String, reason: String },
+    #[error("{origin} is not ready")]
+    NotReady {
+        origin: String,
+        #[source]
+        cause: SourceProblem,
+    },
+    #[error("{origin}")]
+    Invalid {
+        origin: String,
+        #[source]
+        cause: SourceProblem,
+    },
+}
+
+/// What is wrong with a source.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceProblem {
+    #[error("it does not exist (yet)")]
+    Missing,
+    #[error("cannot read it")]
+    Io(#[source] std::io::Error),
+    #[error(transparent)]
+    Acme(#[from] acme::AcmeParseError),
+    #[error(transparent)]
+    Lineage(#[from] certbot::LineageError),
+    // Boxed: their file paths and parser errors would triple every Result's size.
+    #[error(transparent)]
+    Caddy(Box<caddy::CaddyError>),
+    #[error(transparent)]
+    Pair(Box<pem::PairError>),
+}
+
+impl From<caddy::CaddyError> for SourceProblem {
+    fn from(e: caddy::CaddyError) -> SourceProblem {
+        SourceProblem::Caddy(Box::new(e))
+    }
+}
+
+impl From<pem::PairError> for SourceProblem {
+    fn from(e: pem::PairError) -> SourceProblem {
+        SourceProblem::Pair(Box::new(e))
+    }
 }
 
 impl SourceError {
     pub fn is_not_ready(&self) -> bool {
         matches!(self, SourceError::NotReady { .. })
+    }
+
+    fn new(origin: String, cause: impl Into<SourceProblem>) -> SourceError {
+        let cause = cause.into();
+        let not_ready = match &cause {
+            SourceProblem::Missing => true,
+            // Out of fds or memory for a moment (a flood on the metrics port): the
+            // file is fine, and the next try, soon, can read it.
+            SourceProblem::Io(e) => matches!(
+                e.raw_os_error(),
+                Some(nix::libc::EMFILE | nix::libc::ENFILE | nix::libc::ENOMEM)
+            ),
+            SourceProblem::Acme(e) => e.is_not_ready(),
+            SourceProblem::Lineage(e) => e.is_not_ready(),
+            SourceProblem::Caddy(e) => e.is_not_ready(),
+            SourceProblem::Pair(e) => e.is_not_ready(),
+        };
+        if not_ready {
+            SourceError::NotReady { origin, cause }
+        } else {
+            SourceError::Invalid { origin, cause }
+        }
     }
 }
 
@@ -263,16 +385,19 @@ impl Snapshot {
     pub fn read_for(spec: &SourceSpec, interest: &Interest) -> Result<Snapshot, SourceError> {
         match spec {
             SourceSpec::Acme(path) => {
+                let file = open::regular(path, interest.max_size).map_err(|e| io_error(spec, e))?;
                 if interest.streams() {
-                    let file = std::fs::File::open(path).map_err(|e| io_error(spec, e))?;
                     let mut hasher = xxhash_rust::xxh3::Xxh3::new();
-                    let content = match acme::read_streamed(file, interest, |b| hasher.update(b)) {
+                    // A file that grows past the limit while read ends early for the
+                    // stream: not ready, and the next read refuses it by its size.
+                    let src = std::io::Read::take(&file, interest.max_size);
+                    let content = match acme::read_streamed(src, interest, |b| hasher.update(b)) {
                         Ok(doc) => Some(AcmeContent::Streamed(doc)),
                         // Half-written, as every in-place rewrite leaves it for a while:
                         // not ready, without reading it again nor holding it whole.
-                        Err(acme::Stop::Incomplete(reason)) => Some(AcmeContent::Incomplete(
-                            acme::AcmeParseError::Incomplete(reason),
-                        )),
+                        Err(acme::Stop::Incomplete(reason)) => {
+                            Some(AcmeContent::Incomplete(reason))
+                        }
                         // Unusual or invalid: serde_json decides, on the whole file.
                         Err(acme::Stop::GiveUp) => None,
                     };
@@ -284,16 +409,26 @@ impl Snapshot {
                         }));
                     }
                 }
-                let bytes = std::fs::read(path).map_err(|e| io_error(spec, e))?;
+                // The stream may have read part of it: from the start, on the same
+                // open file (the same version of it).
+                let bytes = std::io::Seek::rewind(&mut &file)
+                    .and_then(|()| open::read_all(file, interest.max_size))
+                    .map_err(|e| io_error(spec, e))?;
                 Ok(Snapshot::Acme(AcmeSnapshot {
                     path: path.clone(),
                     digest: xxhash_rust::xxh3::xxh3_128(&bytes).to_le_bytes(),
                     content: AcmeContent::Whole(bytes),
                 }))
             }
-            SourceSpec::Certbot(dir) => certbot::Lineage::read(dir)
+            SourceSpec::Certbot(dir) => certbot::Lineage::read(dir, interest.max_size)
                 .map(Snapshot::Certbot)
                 .map_err(|e| io_error(spec, e)),
+            SourceSpec::Caddy(dir) => caddy::Storage::read(dir, interest)
+                .map(Snapshot::Caddy)
+                .map_err(|e| SourceError::new(spec.to_string(), e)),
+            SourceSpec::Pem { cert, key } => pem::Pair::read(cert, key)
+                .map(Snapshot::Pem)
+                .map_err(|e| SourceError::new(spec.to_string(), e)),
         }
     }
 
@@ -305,6 +440,14 @@ impl Snapshot {
                 let mut h = xxhash_rust::xxh3::Xxh3::new();
                 h.update(&l.fullchain);
                 h.update(&l.privkey);
+                h.digest128()
+            }
+            Snapshot::Caddy(s) => s.digest,
+            Snapshot::Pem(p) => {
+                let mut h = xxhash_rust::xxh3::Xxh3::new();
+                h.update(&p.cert);
+                h.update(&[0]);
+                h.update(&p.key);
                 h.digest128()
             }
         }
@@ -321,37 +464,50 @@ impl Snapshot {
                 path,
                 content: AcmeContent::Incomplete(e),
                 ..
-            }) => Err(SourceError::NotReady {
-                source_name: format!("acme.json {}", path.display()),
-                reason: e.to_string(),
-            }),
+            }) => Err(SourceError::new(
+                format!("acme.json {}", path.display()),
+                acme::AcmeParseError::Incomplete(e.clone()),
+            )),
             Snapshot::Acme(AcmeSnapshot {
                 path,
                 content: AcmeContent::Whole(bytes),
                 ..
-            }) => {
-                let source_name = format!("acme.json {}", path.display());
-                match acme::parse(bytes) {
-                    Ok(doc) => Ok(Candidates {
-                        list: doc.entries,
-                        skipped: doc.skipped,
-                        leaves: None,
-                    }),
-                    Err(e) if e.is_not_ready() => Err(SourceError::NotReady {
-                        source_name,
-                        reason: e.to_string(),
-                    }),
-                    Err(e) => Err(SourceError::Invalid {
-                        source_name,
-                        reason: e.to_string(),
-                    }),
-                }
-            }
-            Snapshot::Certbot(lineage) => lineage.candidate().map(|c| Candidates {
-                list: vec![c],
-                skipped: Vec::new(),
-                leaves: None,
-            }),
+            }) => match acme::parse(bytes) {
+                Ok(doc) => Ok(Candidates {
+                    list: doc.entries,
+                    skipped: doc.skipped,
+                    leaves: None,
+                }),
+                Err(e) => Err(SourceError::new(format!("acme.json {}", path.display()), e)),
+            },
+            Snapshot::Certbot(lineage) => lineage
+                .candidate()
+                .map(|c| Candidates {
+                    list: vec![c],
+                    skipped: Vec::new(),
+                    leaves: None,
+                })
+                .map_err(|e| {
+                    SourceError::new(format!("certbot lineage {}", lineage.dir.display()), e)
+                }),
+            Snapshot::Caddy(storage) => Ok(storage.candidates()),
+            Snapshot::Pem(pair) => pair
+                .candidate()
+                .map(|c| Candidates {
+                    list: vec![c],
+                    skipped: Vec::new(),
+                    leaves: None,
+                })
+                .map_err(|e| {
+                    SourceError::new(
+                        SourceSpec::Pem {
+                            cert: pair.cert_path.clone(),
+                            key: pair.key_path.clone(),
+                        }
+                        .to_string(),
+                        e,
+                    )
+                }),
         }
     }
 }
@@ -385,17 +541,10 @@ pub async fn read_when_ready_for<R>(
 }
 
 fn io_error(spec: &SourceSpec, e: std::io::Error) -> SourceError {
-    let source_name = spec.to_string();
     if e.kind() == std::io::ErrorKind::NotFound {
-        SourceError::NotReady {
-            source_name,
-            reason: "it does not exist (yet)".into(),
-        }
+        SourceError::new(spec.to_string(), SourceProblem::Missing)
     } else {
-        SourceError::Invalid {
-            source_name,
-            reason: format!("cannot read it: {e}"),
-        }
+        SourceError::new(spec.to_string(), SourceProblem::Io(e))
     }
 }
 
@@ -416,7 +565,7 @@ mod tests {
         let spec = fixture_spec(&dir);
         let whole = Snapshot::read(&spec).unwrap();
         let all = whole.candidates().unwrap();
-        let now = crate::unix_now();
+        let now = crate::leaf::unix_now();
         let domains = [
             "turn.example.test",
             "turn-alt.example.test",

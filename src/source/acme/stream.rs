@@ -45,6 +45,9 @@ enum Inside {
     String,
     Object,
     List,
+    /// A number cut after its `-`, `.`, `e` or exponent sign, which `serde_json` calls
+    /// a syntax error and `acme::parse` recognises as an early end.
+    Number,
 }
 
 type Result<T> = std::result::Result<T, Halt>;
@@ -97,6 +100,7 @@ pub fn scan<R: Read>(
                 Inside::String => "a string",
                 Inside::Object => "an object",
                 Inside::List => "a list",
+                Inside::Number => "a number",
             };
             // serde_json places an early end at the end of the input.
             let end = s.base + s.filled;
@@ -324,8 +328,8 @@ impl<R: Read, F: FnMut(&[u8])> Scanner<R, F> {
     }
 
     /// A number, with JSON's grammar (what `serde_json` checks when it ignores one).
-    /// An input that ends after `-`, `.`, `e` or its sign is a syntax error to
-    /// `serde_json`, not an early end: those give up, for it to say so.
+    /// An input that ends after `-`, `.`, `e` or its sign is cut short as surely as one
+    /// that ends after a digit; `acme::parse` says so in the words of [`Inside::Number`].
     fn number(&mut self, keep: usize) -> Result<()> {
         let keep = keep.min(self.pos);
         let mut at = self.pos;
@@ -340,28 +344,33 @@ impl<R: Read, F: FnMut(&[u8])> Scanner<R, F> {
                 }
             }
             Some(b'1'..=b'9') => at = self.digits(at, keep)?,
+            None => return Err(Halt::Eof(Inside::Number)),
             _ => return Err(Halt::GiveUp),
         }
         if self.byte_at(at, keep)? == Some(b'.') {
-            let after = self.digits(at + 1, keep)?;
-            if after == at + 1 {
-                return Err(Halt::GiveUp);
-            }
-            at = after;
+            at = self.some_digits(at + 1, keep)?;
         }
         if let Some(b'e' | b'E') = self.byte_at(at, keep)? {
             at += 1;
             if let Some(b'+' | b'-') = self.byte_at(at, keep)? {
                 at += 1;
             }
-            let after = self.digits(at, keep)?;
-            if after == at {
-                return Err(Halt::GiveUp);
-            }
-            at = after;
+            at = self.some_digits(at, keep)?;
         }
         self.pos = at;
         Ok(())
+    }
+
+    /// The digits that must follow a number's `.` or `e`: at least one, or the end.
+    fn some_digits(&mut self, at: usize, keep: usize) -> Result<usize> {
+        let after = self.digits(at, keep)?;
+        if after > at {
+            Ok(after)
+        } else if self.byte_at(at, keep)?.is_none() {
+            Err(Halt::Eof(Inside::Number))
+        } else {
+            Err(Halt::GiveUp)
+        }
     }
 
     fn digits(&mut self, mut at: usize, keep: usize) -> Result<usize> {
