@@ -4,33 +4,27 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::support::{file_serial, free_port, Pebble};
+use crate::support::{file_serial, free_port, run_ok, Pebble};
 
 fn certbot(pebble: &Pebble, dir: &Path, args: &[&str]) {
-    let out = Command::new("certbot")
-        .args(args)
-        .args([
-            "--non-interactive",
-            "--agree-tos",
-            "-m",
-            "ops@example.test",
-            "--server",
-            &pebble.dir_url,
-        ])
-        .arg("--config-dir")
-        .arg(dir.join("conf"))
-        .arg("--work-dir")
-        .arg(dir.join("work"))
-        .arg("--logs-dir")
-        .arg(dir.join("logs"))
-        .env("REQUESTS_CA_BUNDLE", &pebble.ca_file)
-        .output()
-        .expect("certbot (Debian package) is installed by tests/peers/install.sh");
-    assert!(
-        out.status.success(),
-        "certbot {args:?}:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        Command::new("certbot")
+            .args(args)
+            .args([
+                "--non-interactive",
+                "--agree-tos",
+                "-m",
+                "ops@example.test",
+                "--server",
+                &pebble.dir_url,
+            ])
+            .arg("--config-dir")
+            .arg(dir.join("conf"))
+            .arg("--work-dir")
+            .arg(dir.join("work"))
+            .arg("--logs-dir")
+            .arg(dir.join("logs"))
+            .env("REQUESTS_CA_BUNDLE", &pebble.ca_file),
     );
 }
 
@@ -73,16 +67,19 @@ fn certbot_deploy_hook_issues_and_renews_into_the_out_dir() {
         std::fs::read(out.join("privkey.pem")).unwrap(),
         std::fs::read(live.join("privkey.pem")).unwrap()
     );
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::os::unix::fs::MetadataExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().mode() & 0o7777;
+    assert_eq!(mode(&out.join("privkey.pem")), 0o640, "--key-mode");
     assert_eq!(
-        std::fs::metadata(out.join("privkey.pem")).unwrap().mode() & 0o7777,
-        0o640
+        mode(&out.join("fullchain.pem")),
+        0o644,
+        "the default cert mode"
     );
+    assert_eq!(mode(&out), 0o755, "an out dir certsync creates is 0755");
     assert!(!std::fs::symlink_metadata(out.join("privkey.pem"))
         .unwrap()
         .file_type()
         .is_symlink());
-    let _ = PermissionsExt::mode(&std::fs::metadata(&out).unwrap().permissions());
 
     // `certbot renew` runs the hook saved in the renewal config again.
     // Without a TTY, `certbot renew` first sleeps up to 8 minutes to spread load.

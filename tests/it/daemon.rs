@@ -86,9 +86,11 @@ fn follows_in_place_rewrites_renames_and_recreation() {
     std::fs::rename(&staged, s.acme()).unwrap();
     s.wait_for(&one);
 
-    // Deleted, then created again: the files in place stay meanwhile.
+    // Deleted, then created again: the files in place stay meanwhile. The daemon says
+    // when it has seen the deletion; by then a wrong reaction would have happened.
     std::fs::remove_file(s.acme()).unwrap();
-    std::thread::sleep(Duration::from_millis(200));
+    s.daemon
+        .wait_log("waiting for the source to appear", Duration::from_secs(5));
     assert_eq!(
         s.fullchain(),
         expected_fullchain(&one),
@@ -105,16 +107,18 @@ fn a_missing_source_is_awaited_and_said_once() {
     let s = Setup::start_in(tmp, &[]);
     s.daemon
         .wait_log("waiting for the source to appear", Duration::from_secs(5));
+    // A window in which a daemon that polls, or logs every retry, would say it again;
+    // it ends with the positive sync point of the source's first pass.
     std::thread::sleep(Duration::from_millis(500));
+    let (one, _) = two_versions();
+    std::fs::write(s.acme(), &one).unwrap();
+    s.wait_for(&one);
     assert_eq!(
         s.daemon.log().matches("waiting for the source").count(),
         1,
         "{}",
         s.daemon.log()
     );
-    let (one, _) = two_versions();
-    std::fs::write(s.acme(), &one).unwrap();
-    s.wait_for(&one);
 }
 
 /// Traefik truncates and rewrites in place; a reader can catch it half-written. Here
@@ -174,6 +178,8 @@ fn slow_in_place_rewrites_never_expose_a_partial_output() {
             std::thread::sleep(Duration::from_millis(3));
         }
         drop(f);
+        // Traefik's pace between rewrites; whether the daemon kept up is what the
+        // reader and the final wait_for check.
         std::thread::sleep(Duration::from_millis(20));
     }
     let last = if (rounds - 1) % 2 == 0 { &two } else { &one };
@@ -213,6 +219,99 @@ fn sigterm_exits_0_within_two_seconds() {
         .wait_exit(Duration::from_secs(2))
         .expect("exited within 2 s")
         .success());
+}
+
+/// Issue: SIGTERM during a change pass that runs a 20 s reload command took 19 s.
+/// Shutdown abandons the pass mid-reload, kills the command's process group, and
+/// leaves no temporary file.
+#[test]
+fn sigterm_during_a_slow_reload_exits_0_within_two_seconds() {
+    let (one, two) = two_versions();
+    let tmp = tempfile::tempdir().unwrap();
+    let (slow, marker) = (tmp.path().join("slow"), tmp.path().join("reload-started"));
+    // Quick for the first pass, 20 s for the change pass that follows.
+    let cmd = format!(
+        "[ -e {slow} ] || exit 0; echo $$ > {marker}; exec sleep 20",
+        slow = slow.display(),
+        marker = marker.display()
+    );
+    std::fs::create_dir(tmp.path().join("src")).unwrap();
+    std::fs::write(tmp.path().join("src/acme.json"), &one).unwrap();
+    let mut s = Setup::start_in(tmp, &["--reload-command", &cmd]);
+    s.wait_for(&one);
+    s.daemon.wait_log("reloaded", Duration::from_secs(5));
+    std::fs::write(&slow, b"").unwrap();
+    rewrite_in_place(&s.acme(), &two);
+    wait_until(
+        Duration::from_secs(10),
+        "the change pass's reload to start",
+        || std::fs::read_to_string(&marker).is_ok_and(|p| !p.trim().is_empty()),
+    );
+    let sleeper: i32 = std::fs::read_to_string(&marker)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let start = std::time::Instant::now();
+    s.daemon.signal(Signal::SIGTERM);
+    let status = s
+        .daemon
+        .wait_exit(Duration::from_secs(2))
+        .unwrap_or_else(|| panic!("still running 2 s after SIGTERM\n{}", s.daemon.log()));
+    assert!(status.success(), "{status:?}\n{}", s.daemon.log());
+    assert!(start.elapsed() < Duration::from_secs(2));
+    // Killed: gone, or a zombie waiting for an init that reaps it.
+    wait_until(
+        Duration::from_secs(1),
+        "the reload command to be killed",
+        || {
+            std::fs::read_to_string(format!("/proc/{sleeper}/stat")).map_or(true, |stat| {
+                stat.rsplit(')')
+                    .next()
+                    .is_some_and(|r| r.trim_start().starts_with('Z'))
+            })
+        },
+    );
+    let left: Vec<String> = dir_state(&s.out())
+        .keys()
+        .filter(|n| n.contains(".certsync-") && n.ends_with(".tmp"))
+        .cloned()
+        .collect();
+    assert!(left.is_empty(), "temporary files left: {left:?}");
+}
+
+/// Issue: `--resync 0s` and `WATCHDOG_USEC=1` panicked (exit 101). Every duration is
+/// checked when the config is read: exit 2 with a message.
+#[test]
+fn zero_durations_and_a_tiny_watchdog_are_usage_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let acme = fixture("acme.json");
+    let out = tmp.path().join("out");
+    let base = [
+        "--acme",
+        acme.to_str().unwrap(),
+        "--domain",
+        "turn.example.test",
+        "--out-dir",
+        out.to_str().unwrap(),
+        "--metrics-listen",
+        "off",
+    ];
+    for (flag, says) in [("--resync", "resync"), ("--debounce", "debounce")] {
+        let mut args = base.to_vec();
+        args.extend([flag, "0s"]);
+        certsync(&args)
+            .expect_code(2)
+            .expect_says(&[says, "longer than zero"]);
+    }
+    // Without WATCHDOG_PID, the watchdog applies to whichever process reads it.
+    certsync_env(&base, &[("WATCHDOG_USEC", "1")])
+        .expect_code(2)
+        .expect_says(&["WATCHDOG_USEC=1"]);
+    assert!(
+        !out.exists(),
+        "nothing written before the config is checked"
+    );
 }
 
 fn write_config(path: &Path, acme: &Path, targets: &[(&str, &str, &Path)]) {

@@ -18,7 +18,7 @@ fn the_example_config_is_accepted() {
             tmp.path().join("out").to_str().unwrap(),
         )
         .replace("turn.example.com", "turn.example.test")
-        .replace("turnserver:turnserver", "nobody:nogroup");
+        .replace("certsync:turnserver", "nobody:nogroup");
     let config = tmp.path().join("certsync.toml");
     std::fs::write(&config, text).unwrap();
     // --dry-run: the systemd unit it names does not exist here.

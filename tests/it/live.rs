@@ -4,8 +4,10 @@
 
 use std::time::{Duration, Instant};
 
-use crate::support::bin::{certsync, http_get, Daemon};
-use crate::support::{file_serial, read_entry, served_serial, Coturn, Pebble, Resolver, Traefik};
+use crate::support::bin::{http_get, once, Daemon};
+use crate::support::{
+    file_serial, read_certificate, served_serial, Coturn, Pebble, Resolver, Traefik,
+};
 
 #[test]
 fn traefik_issues_certsync_writes_coturn_serves() {
@@ -19,21 +21,8 @@ fn traefik_issues_certsync_writes_coturn_serves() {
     traefik.wait_for("le", "turn.example.test", Duration::from_secs(60));
 
     let out = work.path().join("certs");
-    certsync(&[
-        "--once",
-        "--acme",
-        traefik.acme_json.to_str().unwrap(),
-        "--domain",
-        "turn.example.test",
-        "--out-dir",
-        out.to_str().unwrap(),
-    ])
-    .expect_code(0);
-    let coturn = Coturn::start(
-        work.path(),
-        &out.join("fullchain.pem"),
-        &out.join("privkey.pem"),
-    );
+    once(&traefik.acme_json, "turn.example.test", &out, &[]).expect_code(0);
+    let coturn = Coturn::start(work.path(), &out);
     let served = served_serial(&coturn.tls_addr(), "turn.example.test");
     assert_eq!(
         served.as_deref(),
@@ -57,21 +46,8 @@ fn the_daemon_follows_a_real_traefik_renewal() {
     // coturn starts on the first certificate, written by --once.
     let out = work.path().join("certs");
     let acme = traefik.acme_json.clone();
-    certsync(&[
-        "--once",
-        "--acme",
-        acme.to_str().unwrap(),
-        "--domain",
-        "turn.example.test",
-        "--out-dir",
-        out.to_str().unwrap(),
-    ])
-    .expect_code(0);
-    let coturn = Coturn::start(
-        work.path(),
-        &out.join("fullchain.pem"),
-        &out.join("privkey.pem"),
-    );
+    once(&acme, "turn.example.test", &out, &[]).expect_code(0);
+    let coturn = Coturn::start(work.path(), &out);
 
     let metrics = format!("127.0.0.1:{}", crate::support::bin::free_port());
     let reload = format!("kill -USR2 {}", coturn.pid());
@@ -105,7 +81,7 @@ fn the_daemon_follows_a_real_traefik_renewal() {
     while (acme_changed.is_none() || out_changed.is_none()) && Instant::now() < deadline {
         let now = Instant::now();
         if acme_changed.is_none()
-            && read_entry(&acme, "le", "turn.example.test").is_some_and(|e| e.certificate != first)
+            && read_certificate(&acme, "le", "turn.example.test").is_some_and(|c| c != first)
         {
             acme_changed = Some(now);
         }
@@ -157,15 +133,30 @@ fn the_daemon_follows_a_real_traefik_renewal() {
         ),
         "{text}"
     );
-    // 20 minutes left: above the 5 min critical threshold, below the 1 h warning.
+    // 20 minutes left: above the 5 min critical threshold, below the 1 h warning, and
+    // the time left the warning states agrees with the metric.
     let log = daemon.log();
     let warning = log
         .lines()
-        .find(|l| l.contains("certificate expires in"))
+        .rfind(|l| l.contains("certificate expires in"))
         .unwrap_or_else(|| panic!("no expiry warning:\n{log}"));
+    assert!(warning.contains(" WARN "), "not a warning: {warning}");
+    let stated = warning
+        .split("certificate expires in ")
+        .nth(1)
+        .map(|rest| {
+            // "19m 58s target=... domain=...": the words before the first field.
+            let words: Vec<&str> = rest
+                .split_whitespace()
+                .take_while(|w| !w.contains('='))
+                .collect();
+            words.join(" ")
+        })
+        .and_then(|words| humantime::parse_duration(&words).ok())
+        .unwrap_or_else(|| panic!("no duration in {warning}"));
     assert!(
-        warning.contains("WARN") && warning.contains("m "),
-        "{warning}"
+        stated > Duration::from_secs(5 * 60) && stated <= Duration::from_secs(20 * 60),
+        "{stated:?} left, said {warning}"
     );
     eprintln!("live renewal: fullchain.pem followed acme.json after {lag:?}");
 }

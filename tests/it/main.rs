@@ -4,16 +4,26 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod caddy;
 mod certbot;
+mod compose;
 mod daemon;
+mod deb;
 mod examples;
+mod export;
+mod faults;
+mod hostile;
 mod live;
 mod metrics;
 mod once;
+mod pair_atomic;
+mod pem_pair;
 mod reload_command;
 mod reload_docker;
-mod reload_peers;
+mod reload_first_start;
+mod reload_signal;
 mod reload_systemd;
 mod sidecar;
+mod soak;
 mod validate;
 mod verify;

@@ -10,19 +10,9 @@ fn acme() -> String {
     fixture("acme.json").to_string_lossy().into_owned()
 }
 
-fn once(domain: &str, out: &Path, extra: &[&str]) -> Run {
-    let acme = acme();
-    let mut args = vec![
-        "--once",
-        "--acme",
-        &acme,
-        "--domain",
-        domain,
-        "--out-dir",
-        out.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    certsync(&args)
+/// `--once` on the fixture for `domain` into `out`.
+fn from_fixture(domain: &str, out: &Path, extra: &[&str]) -> Run {
+    once(&fixture("acme.json"), domain, out, extra)
 }
 
 fn mode(p: &Path) -> u32 {
@@ -33,7 +23,7 @@ fn mode(p: &Path) -> u32 {
 fn writes_the_chain_and_key_exactly_as_traefik_stored_them() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("certs/coturn");
-    once("turn.example.test", &out, &["--resolver", "le"])
+    from_fixture("turn.example.test", &out, &["--resolver", "le"])
         .expect_code(0)
         .expect_says(&["wrote"]);
 
@@ -56,10 +46,10 @@ fn writes_the_chain_and_key_exactly_as_traefik_stored_them() {
 #[test]
 fn unchanged_content_is_not_rewritten_and_a_wrong_mode_is_repaired_in_place() {
     let tmp = tempfile::tempdir().unwrap();
-    once("turn.example.test", tmp.path(), &["--resolver", "le"]).expect_code(0);
+    from_fixture("turn.example.test", tmp.path(), &["--resolver", "le"]).expect_code(0);
     let before = dir_state(tmp.path());
 
-    once("turn.example.test", tmp.path(), &["--resolver", "le"])
+    from_fixture("turn.example.test", tmp.path(), &["--resolver", "le"])
         .expect_code(0)
         .expect_says(&["unchanged"]);
     assert_eq!(
@@ -70,7 +60,7 @@ fn unchanged_content_is_not_rewritten_and_a_wrong_mode_is_repaired_in_place() {
 
     let key = tmp.path().join("privkey.pem");
     std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
-    once("turn.example.test", tmp.path(), &["--resolver", "le"])
+    from_fixture("turn.example.test", tmp.path(), &["--resolver", "le"])
         .expect_code(0)
         .expect_says(&["repaired"]);
     assert_eq!(mode(&key), 0o600);
@@ -96,7 +86,7 @@ fn selection_prefers_main_then_san_then_wildcard_and_honours_the_resolver() {
 
     // turn.example.test is the main name in both resolvers; --resolver chooses.
     let ec = tmp.path().join("ec");
-    once("turn.example.test", &ec, &["--resolver", "le-ec"]).expect_code(0);
+    from_fixture("turn.example.test", &ec, &["--resolver", "le-ec"]).expect_code(0);
     assert_eq!(serial_of(&ec).key_type, "EC P-256");
     assert_eq!(
         std::fs::read(ec.join("privkey.pem")).unwrap(),
@@ -105,19 +95,19 @@ fn selection_prefers_main_then_san_then_wildcard_and_honours_the_resolver() {
 
     // A SAN of the RSA certificate.
     let san = tmp.path().join("san");
-    once("turn-alt.example.test", &san, &[]).expect_code(0);
+    from_fixture("turn-alt.example.test", &san, &[]).expect_code(0);
     assert!(serial_of(&san)
         .names
         .contains(&"turn-alt.example.test".to_owned()));
 
     // Only the wildcard covers this one.
     let wild = tmp.path().join("wild");
-    once("relay.example.test", &wild, &[]).expect_code(0);
+    from_fixture("relay.example.test", &wild, &[]).expect_code(0);
     assert_eq!(serial_of(&wild).names, vec!["*.example.test"]);
 
     // www.example.test: its own certificate beats the wildcard.
     let www = tmp.path().join("www");
-    once("www.example.test", &www, &[]).expect_code(0);
+    from_fixture("www.example.test", &www, &[]).expect_code(0);
     assert_eq!(serial_of(&www).names, vec!["www.example.test"]);
 }
 
@@ -126,7 +116,7 @@ fn ties_go_to_the_latest_not_after() {
     // The same domain as main in two resolvers: without --resolver, the later not-after
     // wins. The fixture's EC and RSA entries differ by seconds; check against the list.
     let tmp = tempfile::tempdir().unwrap();
-    once("turn.example.test", tmp.path(), &[]).expect_code(0);
+    from_fixture("turn.example.test", tmp.path(), &[]).expect_code(0);
     let written = certsync::leaf::Leaf::from_der(
         ::pem::parse(std::fs::read(tmp.path().join("fullchain.pem")).unwrap())
             .unwrap()
@@ -151,7 +141,7 @@ fn ties_go_to_the_latest_not_after() {
 #[test]
 fn leaf_and_chain_files_owner_and_modes() {
     let tmp = tempfile::tempdir().unwrap();
-    once(
+    from_fixture(
         "turn.example.test",
         tmp.path(),
         &[
@@ -174,15 +164,17 @@ fn leaf_and_chain_files_owner_and_modes() {
         ],
     )
     .expect_code(0);
-    let full = std::fs::read_to_string(tmp.path().join("full.pem")).unwrap();
-    let leaf = std::fs::read_to_string(tmp.path().join("cert.pem")).unwrap();
-    let chain = std::fs::read_to_string(tmp.path().join("chain.pem")).unwrap();
-    assert_eq!(leaf.matches("BEGIN CERTIFICATE").count(), 1);
-    assert!(chain.matches("BEGIN CERTIFICATE").count() >= 1);
-    assert_eq!(
-        full.replace(['\n', '\r'], ""),
-        format!("{leaf}{chain}").replace(['\n', '\r'], "")
-    );
+    // The stored chain, split: its first block in cert.pem, the rest in chain.pem.
+    let mut source = Acme::load(&fixture("acme.json"));
+    let stored = ::pem::parse_many(b64_field(
+        &source.entry("le", "turn.example.test")["certificate"],
+    ))
+    .unwrap();
+    assert!(stored.len() >= 2, "the fixture's chain has an intermediate");
+    let blocks = |f: &str| ::pem::parse_many(std::fs::read(tmp.path().join(f)).unwrap()).unwrap();
+    assert_eq!(blocks("full.pem"), stored);
+    assert_eq!(blocks("cert.pem"), stored[..1]);
+    assert_eq!(blocks("chain.pem"), stored[1..]);
     let nobody = nix::unistd::User::from_name("nobody")
         .unwrap()
         .unwrap()
@@ -206,16 +198,12 @@ fn leaf_and_chain_files_owner_and_modes() {
 #[test]
 fn traefik_v1_layout_is_read_too() {
     let tmp = tempfile::tempdir().unwrap();
-    let v1 = fixture("acme-v1.json");
-    certsync(&[
-        "--once",
-        "--acme",
-        v1.to_str().unwrap(),
-        "--domain",
+    once(
+        &fixture("acme-v1.json"),
         "turn.example.test",
-        "--out-dir",
-        tmp.path().to_str().unwrap(),
-    ])
+        tmp.path(),
+        &[],
+    )
     .expect_code(0);
     let mut acme = Acme::load(&fixture("acme.json"));
     assert_eq!(
@@ -228,9 +216,9 @@ fn traefik_v1_layout_is_read_too() {
 fn dry_run_says_what_it_would_do_and_changes_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
-    once("turn.example.test", &out, &["--dry-run"])
+    from_fixture("turn.example.test", &out, &["--dry-run"])
         .expect_code(0)
-        .expect_says(&["would write", "fullchain.pem", "privkey.pem"]);
+        .expect_says(&["would write fullchain.pem, privkey.pem"]);
     assert!(!out.exists());
 }
 
@@ -290,7 +278,8 @@ fn certbot_lineage_and_its_deploy_hook_variable() {
         b64_field(&entry["certificate"])
     );
 
-    // A domain the lineage does not cover is refused.
+    // A domain the lineage does not cover is refused, and the files stay.
+    let before = dir_state(&out);
     certsync(&[
         "--once",
         "--certbot-lineage",
@@ -301,7 +290,11 @@ fn certbot_lineage_and_its_deploy_hook_variable() {
         out.to_str().unwrap(),
     ])
     .expect_code(1)
-    .expect_says(&["other.test"]);
+    .expect_says(&[
+        "no certificate covers \"other.test\"",
+        "certificate \"turn.example.test\"",
+    ]);
+    assert_eq!(dir_state(&out), before);
 }
 
 #[test]
@@ -319,7 +312,12 @@ fn every_option_reads_its_environment_variable() {
         ],
     )
     .expect_code(0);
-    assert!(tmp.path().join("www.key").exists());
+    let mut source = Acme::load(&fixture("acme.json"));
+    assert_eq!(
+        std::fs::read(tmp.path().join("www.key")).unwrap(),
+        b64_field(&source.entry("le", "www.example.test")["key"]),
+        "CERTSYNC_DOMAIN chose the certificate, CERTSYNC_KEY_FILE named its key file"
+    );
 }
 
 #[test]

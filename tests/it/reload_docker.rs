@@ -4,9 +4,10 @@
 
 use std::time::Duration;
 
-use crate::reload_peers::*;
-use crate::support::docker::{CoturnContainer, SocketProxy};
+use crate::support::bin::{once_from, report_timing, DOMAIN, PENDING};
+use crate::support::docker::{unique, CoturnContainer, SocketProxy};
 use crate::support::stun::StunTls;
+use crate::support::{file_serial, free_port, served_serial, wait_served};
 
 const ONEOFF: &str = "com.docker.compose.oneoff";
 
@@ -16,21 +17,21 @@ const ONEOFF: &str = "com.docker.compose.oneoff";
 fn container_signal_keeps_its_calls_restart_drops_them() {
     let out = tempfile::tempdir().unwrap();
     let certs = out.path();
-    once(certs, "le", &[], &[]).expect_code(0);
+    once_from("le", certs, &[], &[]).expect_code(0);
     let old = file_serial(&certs.join("fullchain.pem"));
     let name = unique("by-name");
     let c = CoturnContainer::start(&name, &[], certs, free_port());
-    wait_serial(c.tls_port, &old, Duration::from_secs(5));
+    wait_served(&c.tls_addr(), DOMAIN, &old, Duration::from_secs(5));
     let started = c.started_at();
 
     let mut call = StunTls::connect(c.tls_port, DOMAIN).unwrap();
     let mapped = call.binding().expect("Binding before the rotation");
     assert_eq!(mapped, call.local_addr());
 
-    let addr = format!("127.0.0.1:{}", c.tls_port);
-    let run = once(
-        certs,
+    let addr = c.tls_addr();
+    let run = once_from(
         "le-ec",
+        certs,
         &["--docker-container", &name, "--verify-tls", &addr],
         &[],
     );
@@ -41,7 +42,7 @@ fn container_signal_keeps_its_calls_restart_drops_them() {
     report_timing("docker signal", &run);
     let new = file_serial(&certs.join("fullchain.pem"));
     assert_ne!(new, old);
-    assert_eq!(served_serial(c.tls_port), Some(new));
+    assert_eq!(served_serial(&c.tls_addr(), DOMAIN), Some(new));
     assert_eq!(
         c.started_at(),
         started,
@@ -52,9 +53,9 @@ fn container_signal_keeps_its_calls_restart_drops_them() {
         mapped
     );
 
-    let run = once(
-        certs,
+    let run = once_from(
         "le",
+        certs,
         &[
             "--docker-container",
             &name,
@@ -69,7 +70,7 @@ fn container_signal_keeps_its_calls_restart_drops_them() {
         .expect_says(&[&format!("restarted container {name}")]);
     report_timing("docker restart", &run);
     assert_ne!(c.started_at(), started, "restart must change StartedAt");
-    assert_eq!(served_serial(c.tls_port), Some(old));
+    assert_eq!(served_serial(&c.tls_addr(), DOMAIN), Some(old));
     let broken = call.binding();
     assert!(
         broken.is_err(),
@@ -82,7 +83,7 @@ fn container_signal_keeps_its_calls_restart_drops_them() {
 fn label_reaches_every_labelled_container_but_compose_one_offs() {
     let out = tempfile::tempdir().unwrap();
     let certs = out.path();
-    once(certs, "le", &[], &[]).expect_code(0);
+    once_from("le", certs, &[], &[]).expect_code(0);
     let old = file_serial(&certs.join("fullchain.pem"));
     let key = "certsync.it.group";
     let value = unique("label");
@@ -97,13 +98,13 @@ fn label_reaches_every_labelled_container_but_compose_one_offs() {
     );
     let started: Vec<String> = [&a, &b, &oneoff].iter().map(|c| c.started_at()).collect();
     for c in [&a, &b, &oneoff] {
-        wait_serial(c.tls_port, &old, Duration::from_secs(5));
+        wait_served(&c.tls_addr(), DOMAIN, &old, Duration::from_secs(5));
     }
 
-    let addr_b = format!("127.0.0.1:{}", b.tls_port);
-    let run = once(
-        certs,
+    let addr_b = b.tls_addr();
+    let run = once_from(
         "le-ec",
+        certs,
         &["--docker-label", &label, "--verify-tls", &addr_b],
         &[],
     );
@@ -116,10 +117,13 @@ fn label_reaches_every_labelled_container_but_compose_one_offs() {
     ]);
     report_timing("docker label signal (2 containers)", &run);
     let new = file_serial(&certs.join("fullchain.pem"));
-    wait_serial(a.tls_port, &new, Duration::from_secs(5));
-    assert_eq!(served_serial(b.tls_port).as_deref(), Some(new.as_str()));
+    wait_served(&a.tls_addr(), DOMAIN, &new, Duration::from_secs(5));
     assert_eq!(
-        served_serial(oneoff.tls_port).as_deref(),
+        served_serial(&b.tls_addr(), DOMAIN).as_deref(),
+        Some(new.as_str())
+    );
+    assert_eq!(
+        served_serial(&oneoff.tls_addr(), DOMAIN).as_deref(),
         Some(old.as_str()),
         "the one-off container was signalled"
     );
@@ -127,9 +131,9 @@ fn label_reaches_every_labelled_container_but_compose_one_offs() {
     let now: Vec<String> = [&a, &b, &oneoff].iter().map(|c| c.started_at()).collect();
     assert_eq!(now, started, "signal mode restarted something");
 
-    let run = once(
-        certs,
+    let run = once_from(
         "le",
+        certs,
         &[
             "--docker-label",
             &label,
@@ -161,7 +165,7 @@ fn unknown_container_and_unreachable_engine_fail_clearly_and_are_retried() {
     let certs = out.path();
     let name = unique("late");
 
-    once(certs, "le", &["--docker-container", &name], &[])
+    once_from("le", certs, &["--docker-container", &name], &[])
         .expect_code(1)
         .expect_says(&[
             &format!("no such container {name}"),
@@ -173,9 +177,9 @@ fn unknown_container_and_unreachable_engine_fail_clearly_and_are_retried() {
     let mut gone = SocketProxy::start();
     gone.stop();
     let host = gone.docker_host();
-    once(
-        certs,
+    once_from(
         "le-ec",
+        certs,
         &["--docker-container", &name],
         &[("DOCKER_HOST".into(), host.clone())],
     )
@@ -189,10 +193,10 @@ fn unknown_container_and_unreachable_engine_fail_clearly_and_are_retried() {
 
     let c = CoturnContainer::start(&name, &[], certs, free_port());
     let proxy = SocketProxy::start();
-    let addr = format!("127.0.0.1:{}", c.tls_port);
-    once(
-        certs,
+    let addr = c.tls_addr();
+    once_from(
         "le-ec",
+        certs,
         &["--docker-container", &name, "--verify-tls", &addr],
         &[("DOCKER_HOST".into(), proxy.docker_host())],
     )
@@ -202,7 +206,7 @@ fn unknown_container_and_unreachable_engine_fail_clearly_and_are_retried() {
 
     let other = tempfile::tempdir().unwrap();
     let label = format!("certsync.it.none={}", unique("none"));
-    once(other.path(), "le", &["--docker-label", &label], &[])
+    once_from("le", other.path(), &["--docker-label", &label], &[])
         .expect_code(0)
         .expect_says(&[&format!("no running container has the label {label}")]);
 }

@@ -1,25 +1,29 @@
 //! Reload through systemd's D-Bus API, against a real systemd user manager running a
 //! real coturn as a unit (`--systemd-bus user`).
 
-use std::fs;
 use std::time::Duration;
 
-use crate::reload_peers::*;
+use crate::support::bin::{once_from, report_timing, DOMAIN, PENDING};
 use crate::support::stun::StunTls;
 use crate::support::systemd::UserManager;
+use crate::support::{
+    file_serial, served_serial, turnserver_bin, wait_port, wait_served, CoturnConfig,
+};
 
-fn coturn_unit(m: &UserManager, unit: &str) -> u16 {
+/// A coturn unit serving the manager's `certs/` folder (the files need not exist yet).
+fn coturn_unit(m: &UserManager, unit: &str) -> CoturnConfig {
     let certs = m.dir().join("certs");
-    let (conf, tls_port) = write_coturn_conf(m.dir(), &certs);
+    let conf = CoturnConfig::write(m.dir(), &certs);
     m.install_unit(
         unit,
         &format!(
             "[Unit]\nDescription=coturn for certsync tests\n\n[Service]\nType=simple\n\
-             ExecStart=/usr/bin/turnserver -c {}\n",
-            conf.display()
+             ExecStart={} -c {}\n",
+            turnserver_bin().display(),
+            conf.file.display()
         ),
     );
-    tls_port
+    conf
 }
 
 fn reload_args<'a>(unit: &'a str, addr: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
@@ -43,17 +47,19 @@ fn signal_keeps_the_process_and_its_calls_restart_replaces_both() {
     let m = UserManager::start();
     let env = m.env();
     let certs = m.dir().join("certs");
-    once(&certs, "le", &[], &env).expect_code(0);
+    once_from("le", &certs, &[], &env).expect_code(0);
     let old = file_serial(&certs.join("fullchain.pem"));
 
     let unit = "coturn-signal.service";
-    let tls_port = coturn_unit(&m, unit);
+    let coturn = coturn_unit(&m, unit);
+    let (tls_port, addr) = (coturn.tls_port, coturn.tls_addr());
     m.start_unit(unit);
     assert!(
         wait_port(tls_port, Duration::from_secs(10)),
-        "coturn TLS port"
+        "coturn TLS port {tls_port}:\n{}",
+        coturn.log_text()
     );
-    wait_serial(tls_port, &old, Duration::from_secs(5));
+    wait_served(&addr, DOMAIN, &old, Duration::from_secs(5));
     let pid = m.main_pid(unit);
     assert!(pid > 0);
 
@@ -62,8 +68,7 @@ fn signal_keeps_the_process_and_its_calls_restart_replaces_both() {
     assert_eq!(mapped, call.local_addr(), "XOR-MAPPED-ADDRESS is our end");
     assert_eq!(mapped.ip().to_string(), "127.0.0.1");
 
-    let addr = format!("127.0.0.1:{tls_port}");
-    let run = once(&certs, "le-ec", &reload_args(unit, &addr, &[]), &env);
+    let run = once_from("le-ec", &certs, &reload_args(unit, &addr, &[]), &env);
     run.expect_code(0).expect_says(&[
         "wrote",
         "sent SIGUSR2 to the main process of coturn-signal.service",
@@ -72,19 +77,19 @@ fn signal_keeps_the_process_and_its_calls_restart_replaces_both() {
     report_timing("systemd signal", &run);
     let new = file_serial(&certs.join("fullchain.pem"));
     assert_ne!(new, old);
-    assert_eq!(served_serial(tls_port).as_deref(), Some(new.as_str()));
+    assert_eq!(served_serial(&addr, DOMAIN).as_deref(), Some(new.as_str()));
     assert_eq!(m.main_pid(unit), pid, "SIGUSR2 must not restart coturn");
-    assert!(fs::read_to_string(m.dir().join("turnserver.log"))
-        .unwrap()
+    assert!(coturn
+        .log_text()
         .contains("Reloading TLS certificates and keys"));
     let again = call
         .binding()
         .expect("the connection opened before the rotation still gets answers");
     assert_eq!(again, mapped);
 
-    let run = once(
-        &certs,
+    let run = once_from(
         "le",
+        &certs,
         &reload_args(unit, &addr, &["--reload-mode", "restart"]),
         &env,
     );
@@ -96,7 +101,7 @@ fn signal_keeps_the_process_and_its_calls_restart_replaces_both() {
         pid2 != 0 && pid2 != pid,
         "restart must replace coturn ({pid} -> {pid2})"
     );
-    assert_eq!(served_serial(tls_port).as_deref(), Some(old.as_str()));
+    assert_eq!(served_serial(&addr, DOMAIN).as_deref(), Some(old.as_str()));
     let broken = call.binding();
     assert!(
         broken.is_err(),
@@ -115,7 +120,7 @@ fn a_missing_unit_fails_and_the_owed_reload_is_retried() {
     let addr = "127.0.0.1:1"; // not reached: nothing runs yet
     let args = ["--systemd-unit", unit, "--systemd-bus", "user"];
 
-    once(&certs, "le", &args, &env)
+    once_from("le", &certs, &args, &env)
         .expect_code(1)
         .expect_says(&[
             "unit coturn-late.service does not exist on the user manager",
@@ -125,9 +130,9 @@ fn a_missing_unit_fails_and_the_owed_reload_is_retried() {
     assert!(certs.join(PENDING).exists(), "the reload is owed");
 
     // Restart mode says the same.
-    once(
-        &certs,
+    once_from(
         "le",
+        &certs,
         &[
             "--systemd-unit",
             "nope",
@@ -142,10 +147,10 @@ fn a_missing_unit_fails_and_the_owed_reload_is_retried() {
     .expect_says(&["unit nope.service does not exist"]);
 
     // The unit now exists but is stopped: not an error in signal mode, nothing to verify.
-    let tls_port = coturn_unit(&m, unit);
+    let coturn = coturn_unit(&m, unit);
     let mut with_verify = args.to_vec();
     with_verify.extend(["--verify-tls", addr]);
-    once(&certs, "le", &with_verify, &env)
+    once_from("le", &certs, &with_verify, &env)
         .expect_code(0)
         .expect_says(&[
             "unchanged",
@@ -159,13 +164,13 @@ fn a_missing_unit_fails_and_the_owed_reload_is_retried() {
     // so certsync waits until its main process handles the signal.
     m.start_unit(unit);
     let pid = m.main_pid(unit);
-    let addr = format!("127.0.0.1:{tls_port}");
-    once(&certs, "le-ec", &reload_args(unit, &addr, &[]), &env)
+    let addr = coturn.tls_addr();
+    once_from("le-ec", &certs, &reload_args(unit, &addr, &[]), &env)
         .expect_code(0)
         .expect_says(&["sent SIGUSR2", "serves the new certificate"]);
     assert_eq!(m.main_pid(unit), pid, "coturn died of the early signal");
     assert_eq!(
-        served_serial(tls_port),
+        served_serial(&addr, DOMAIN),
         Some(file_serial(&certs.join("fullchain.pem")))
     );
 
@@ -177,7 +182,7 @@ fn a_missing_unit_fails_and_the_owed_reload_is_retried() {
         ),
         ("XDG_RUNTIME_DIR".to_string(), "/nonexistent".to_string()),
     ];
-    once(&certs, "le", &args, &no_bus)
+    once_from("le", &certs, &args, &no_bus)
         .expect_code(1)
         .expect_says(&["cannot connect to the user bus at unix:path=/nonexistent/bus"]);
     assert!(certs.join(PENDING).exists());

@@ -8,17 +8,7 @@ use crate::support::bin::*;
 /// An out dir holding good files from the real fixture, and its state.
 fn good_out_dir() -> (tempfile::TempDir, DirState) {
     let tmp = tempfile::tempdir().unwrap();
-    let acme = fixture("acme.json");
-    certsync(&[
-        "--once",
-        "--acme",
-        acme.to_str().unwrap(),
-        "--domain",
-        "turn.example.test",
-        "--out-dir",
-        tmp.path().to_str().unwrap(),
-    ])
-    .expect_code(0);
+    once(&fixture("acme.json"), "turn.example.test", tmp.path(), &[]).expect_code(0);
     let state = dir_state(tmp.path());
     (tmp, state)
 }
@@ -28,17 +18,7 @@ fn good_out_dir() -> (tempfile::TempDir, DirState) {
 #[track_caller]
 fn refused(acme: &Path, domain: &str, extra: &[&str], says: &[&str]) -> Run {
     let (out, before) = good_out_dir();
-    let mut args = vec![
-        "--once",
-        "--acme",
-        acme.to_str().unwrap(),
-        "--domain",
-        domain,
-        "--out-dir",
-        out.path().to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    let run = certsync(&args);
+    let run = once(acme, domain, out.path(), extra);
     run.expect_code(1).expect_says(says);
     assert_eq!(
         dir_state(out.path()),
@@ -134,10 +114,8 @@ fn invalid_base64_names_the_entry() {
 
 #[test]
 fn a_key_from_another_entry_is_refused() {
-    let (_t, path) = broken(|a| {
-        let other = a.entry("le", "www.example.test")["key"].clone();
-        a.entry("le", "turn.example.test")["key"] = other;
-    });
+    let (_t, path) =
+        broken(|a| a.swap_in_key("le", "turn.example.test", ("le", "www.example.test")));
     refused(
         &path,
         "turn.example.test",
@@ -148,10 +126,8 @@ fn a_key_from_another_entry_is_refused() {
 
 #[test]
 fn an_ec_key_for_an_rsa_leaf_is_refused() {
-    let (_t, path) = broken(|a| {
-        let other = a.entry("le-ec", "turn.example.test")["key"].clone();
-        a.entry("le", "turn.example.test")["key"] = other;
-    });
+    let (_t, path) =
+        broken(|a| a.swap_in_key("le", "turn.example.test", ("le-ec", "turn.example.test")));
     refused(
         &path,
         "turn.example.test",
@@ -162,21 +138,29 @@ fn an_ec_key_for_an_rsa_leaf_is_refused() {
 
 #[test]
 fn a_chain_that_does_not_start_with_the_leaf_is_refused() {
+    let mut first = None;
     let (_t, path) = broken(|a| {
         let e = a.entry("le", "turn.example.test");
-        let pem = String::from_utf8(b64_field(&e["certificate"])).unwrap();
-        let mut blocks: Vec<String> = pem
-            .split_inclusive("-----END CERTIFICATE-----\n")
-            .map(str::to_owned)
-            .collect();
+        let mut blocks = ::pem::parse_many(b64_field(&e["certificate"])).unwrap();
+        assert!(blocks.len() >= 2, "the fixture's chain has an intermediate");
         blocks.reverse();
-        e["certificate"] = b64_encode(blocks.concat().as_bytes());
+        first = Some(
+            certsync::leaf::Leaf::from_der(blocks[0].contents())
+                .unwrap()
+                .serial,
+        );
+        e["certificate"] = b64_encode(::pem::encode_many(&blocks).as_bytes());
     });
+    // The message names the CA certificate that came first, by its serial.
+    let intermediate = first.unwrap();
     refused(
         &path,
         "turn.example.test",
         &["--resolver", "le"],
-        &["chain"],
+        &[
+            &format!("the first certificate (serial {intermediate}) is a CA certificate"),
+            "the chain must start with the leaf",
+        ],
     );
 }
 
@@ -241,69 +225,43 @@ fn an_unknown_user_is_refused() {
 
 #[test]
 fn private_keys_never_reach_the_output() {
+    // Of both keys the runs below read (turn's, and www's in the mismatched file): the
+    // body lines of the PEM, and a slice of the base64 field.
     let mut acme = Acme::load(&fixture("acme.json"));
-    let key_b64 = acme.entry("le", "turn.example.test")["key"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let key_pem =
-        String::from_utf8(b64_field(&acme.entry("le", "turn.example.test")["key"])).unwrap();
-    // The body lines of the PEM, and a slice of the base64 field.
-    let mut secrets: Vec<&str> = key_pem
-        .lines()
-        .filter(|l| !l.starts_with("-----"))
-        .collect();
-    secrets.push(&key_b64[40..100]);
+    let mut secrets: Vec<String> = Vec::new();
+    for main in ["turn.example.test", "www.example.test"] {
+        let field = &acme.entry("le", main)["key"];
+        let pem = String::from_utf8(b64_field(field)).unwrap();
+        secrets.extend(
+            pem.lines()
+                .filter(|l| !l.starts_with("-----"))
+                .map(str::to_owned),
+        );
+        secrets.push(field.as_str().unwrap()[40..100].to_owned());
+    }
 
-    let (_t, mismatched) = broken(|a| {
-        let other = a.entry("le", "www.example.test")["key"].clone();
-        a.entry("le", "turn.example.test")["key"] = other;
-    });
+    let (_t, mismatched) =
+        broken(|a| a.swap_in_key("le", "turn.example.test", ("le", "www.example.test")));
     let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().to_str().unwrap();
+    let (acme, domain, out) = (fixture("acme.json"), "turn.example.test", tmp.path());
+    let trace = [("RUST_LOG", "trace")];
     let runs = [
-        certsync_env(
-            &[
-                "--once",
-                "--acme",
-                fixture("acme.json").to_str().unwrap(),
-                "--domain",
-                "turn.example.test",
-                "--out-dir",
-                out,
-            ],
-            &[("RUST_LOG", "trace")],
+        once_env(&acme, domain, out, &[], &trace),
+        once_env(
+            &acme,
+            domain,
+            out,
+            &["--dry-run", "--log-format", "json"],
+            &trace,
         ),
-        certsync_env(
-            &[
-                "--once",
-                "--acme",
-                fixture("acme.json").to_str().unwrap(),
-                "--domain",
-                "turn.example.test",
-                "--out-dir",
-                out,
-                "--dry-run",
-                "--log-format",
-                "json",
-            ],
-            &[("RUST_LOG", "trace")],
-        ),
-        certsync_env(
-            &[
-                "--once",
-                "--acme",
-                mismatched.to_str().unwrap(),
-                "--domain",
-                "turn.example.test",
-                "--out-dir",
-                out,
-            ],
-            &[("RUST_LOG", "trace")],
-        ),
-        certsync(&["list", "--acme", fixture("acme.json").to_str().unwrap()]),
+        // The broken entry is le's; without --resolver, le-ec's would be chosen.
+        once_env(&mismatched, domain, out, &["--resolver", "le"], &trace),
+        certsync(&["list", "--acme", acme.to_str().unwrap()]),
     ];
-    for run in &runs {
+    // Each run must have done its work (a write, a dry run, a refusal, a listing), or
+    // silence about the key would prove nothing.
+    for (run, code) in runs.iter().zip([0, 0, 1, 0]) {
+        run.expect_code(code);
         for s in &secrets {
             assert!(
                 !run.stdout.contains(s) && !run.stderr.contains(s),
@@ -338,21 +296,8 @@ fn a_full_disk_keeps_the_old_files() {
     let _unmount = Unmount(&out);
 
     let acme = fixture("acme.json");
-    let args = |resolver: &'static str| {
-        vec![
-            "--once".to_owned(),
-            "--acme".into(),
-            acme.to_str().unwrap().into(),
-            "--domain".into(),
-            "turn.example.test".into(),
-            "--resolver".into(),
-            resolver.into(),
-            "--out-dir".into(),
-            out.to_str().unwrap().into(),
-        ]
-    };
-    let run = |a: Vec<String>| certsync(&a.iter().map(String::as_str).collect::<Vec<_>>());
-    run(args("le")).expect_code(0);
+    let run = |resolver| once(&acme, "turn.example.test", &out, &["--resolver", resolver]);
+    run("le").expect_code(0);
     let before = dir_state(&out);
     // Fill the rest of the disk; the new (EC) files then cannot be staged.
     let filler = out.join("filler");
@@ -363,7 +308,7 @@ fn a_full_disk_keeps_the_old_files() {
     let mut expected = before.clone();
     expected.insert("filler".into(), dir_state(&out).remove("filler").unwrap());
 
-    run(args("le-ec"))
+    run("le-ec")
         .expect_code(1)
         .expect_says(&["No space left on device", "turn.example.test"]);
     assert_eq!(

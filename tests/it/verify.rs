@@ -2,23 +2,24 @@
 
 use std::time::{Duration, Instant};
 
-use crate::reload_peers::*;
+use crate::support::bin::{once_from, report_timing, DOMAIN, PENDING};
+use crate::support::{file_serial, free_port, served_serial, wait_served, Coturn};
 
 #[test]
 fn a_server_still_serving_the_old_certificate_fails_the_reload_then_the_retry_verifies() {
     let tmp = tempfile::tempdir().unwrap();
     let certs = tmp.path().join("certs");
-    once(&certs, "le", &[], &[]).expect_code(0);
+    once_from("le", &certs, &[], &[]).expect_code(0);
     let old = file_serial(&certs.join("fullchain.pem"));
-    let coturn = CoturnProcess::start(tmp.path(), &certs);
-    wait_serial(coturn.tls_port, &old, Duration::from_secs(5));
-    let addr = coturn.addr();
+    let coturn = Coturn::start(tmp.path(), &certs);
+    let addr = coturn.tls_addr();
+    wait_served(&addr, DOMAIN, &old, Duration::from_secs(5));
 
     // A reload that does nothing: coturn keeps the old certificate.
     let t = Instant::now();
-    let run = once(
-        &certs,
+    let run = once_from(
         "le-ec",
+        &certs,
         &[
             "--reload-command",
             "true",
@@ -51,9 +52,9 @@ fn a_server_still_serving_the_old_certificate_fails_the_reload_then_the_retry_ve
 
     // The owed reload, now a real one: SIGUSR2 to coturn.
     let kill = format!("kill -USR2 {}", coturn.pid());
-    let run = once(
-        &certs,
+    let run = once_from(
         "le-ec",
+        &certs,
         &["--reload-command", &kill, "--verify-tls", &addr],
         &[],
     );
@@ -61,19 +62,22 @@ fn a_server_still_serving_the_old_certificate_fails_the_reload_then_the_retry_ve
         .expect_says(&["unchanged", "serves the new certificate"]);
     report_timing("command (kill -USR2)", &run);
     assert_eq!(
-        served_serial(coturn.tls_port),
+        served_serial(&addr, DOMAIN),
         Some(file_serial(&certs.join("fullchain.pem")))
     );
-    assert!(coturn.log().contains("Reloading TLS certificates and keys"));
+    assert!(coturn
+        .config
+        .log_text()
+        .contains("Reloading TLS certificates and keys"));
 }
 
 #[test]
 fn nothing_listening_names_the_connection_error() {
     let tmp = tempfile::tempdir().unwrap();
     let addr = format!("127.0.0.1:{}", free_port());
-    once(
-        tmp.path(),
+    once_from(
         "le",
+        tmp.path(),
         &["--verify-tls", &addr, "--verify-timeout", "500ms"],
         &[],
     )

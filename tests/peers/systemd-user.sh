@@ -31,6 +31,12 @@
 #   cgroup /certsync-test/<hash of DIR> (name=systemd and unified hierarchies) and
 #   manages only that subtree. `stop` kills what is left there and removes it.
 #
+# * Sandboxing. A user manager run by root takes the nodes that InaccessiblePaths=
+#   and ProtectHome=yes mount over hidden paths from /run/systemd/inaccessible/, as
+#   the system manager does, and fails such a unit with 226/NAMESPACE when they are
+#   missing. The private /run/systemd gets them (all but the socket node, which
+#   only a hidden socket would need).
+#
 # Files in DIR: systemd.pid, systemd.log (stdout/stderr of the manager), cgroup (the
 # manager's cgroup path, relative to each hierarchy), systemd/user/ (unit files).
 set -eu
@@ -172,7 +178,11 @@ do_start() {
     # (each one exec's the next, so $! is the manager's pid).
     (
         for h in $hier; do echo 0 >"$h/$cg/cgroup.procs"; done
-        exec unshare -m sh -c 'mount -t tmpfs tmpfs /run/systemd && mkdir -p /run/systemd/system && exec "$0" --user' \
+        exec unshare -m sh -c 'mount -t tmpfs tmpfs /run/systemd && mkdir -p /run/systemd/system &&
+            i=/run/systemd/inaccessible && mkdir -m 0755 $i && mkdir -m 0000 $i/dir &&
+            touch $i/reg && chmod 0000 $i/reg && mkfifo -m 0000 $i/fifo &&
+            mknod -m 0000 $i/chr c 0 0 && mknod -m 0000 $i/blk b 0 0 &&
+            exec "$0" --user' \
             "$SYSTEMD_BIN"
     ) </dev/null >>"$dir/systemd.log" 2>&1 &
     spid=$!

@@ -9,6 +9,13 @@ use serde_json::Value;
 
 pub use super::{fixture, free_port};
 
+/// The domain both resolvers of `fixtures/acme.json` hold: `le` (RSA) and `le-ec` (EC).
+/// Switching `--resolver` between them changes the files, as a renewal would.
+pub const DOMAIN: &str = "turn.example.test";
+
+/// The marker certsync leaves in an out dir while a reload is owed.
+pub const PENDING: &str = ".certsync-reload-pending.fullchain.pem";
+
 /// What one run of the binary did.
 #[derive(Debug)]
 pub struct Run {
@@ -52,7 +59,19 @@ impl Run {
 /// developer's environment cannot change a test. It runs through `sh -c exec`, which
 /// keeps the pid, so that WATCHDOG_PID can name certsync's own pid as systemd does.
 pub fn command() -> Command {
-    let mut cmd = Command::new("sh");
+    command_under(&[])
+}
+
+/// [`command`] run by `prefix` (a program and its arguments, e.g. `setpriv ... --`).
+pub fn command_under(prefix: &[&str]) -> Command {
+    let mut cmd = match prefix.split_first() {
+        Some((program, args)) => {
+            let mut cmd = Command::new(program);
+            cmd.args(args).arg("sh");
+            cmd
+        }
+        None => Command::new("sh"),
+    };
     cmd.args([
         "-c",
         "WATCHDOG_PID=$$ exec \"$0\" \"$@\"",
@@ -81,14 +100,45 @@ pub fn certsync_env(args: &[&str], env: &[(&str, &str)]) -> Run {
     )
 }
 
+/// `certsync --once --acme ACME --domain DOMAIN --out-dir OUT EXTRA...`
+pub fn once(acme: &Path, domain: &str, out: &Path, extra: &[&str]) -> Run {
+    once_env(acme, domain, out, extra, &[])
+}
+
+/// [`once`] with ENV added.
+pub fn once_env(
+    acme: &Path,
+    domain: &str,
+    out: &Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Run {
+    let mut args = vec![
+        "--once",
+        "--acme",
+        acme.to_str().unwrap(),
+        "--domain",
+        domain,
+        "--out-dir",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    certsync_env(&args, env)
+}
+
 /// Per file name: content, mode, owner and inode.
 pub type DirState = BTreeMap<String, (Vec<u8>, u32, u32, u64)>;
 
-/// Every file in a folder, to prove nothing moved.
+/// The writers' lock file certsync keeps in each out dir once it has written there.
+pub const LOCK: &str = ".certsync.lock";
+
+/// Every file in a folder, to prove nothing moved; the lock file aside, which stays,
+/// empty, from the first write on.
 pub fn dir_state(dir: &Path) -> DirState {
     std::fs::read_dir(dir)
         .unwrap()
         .flatten()
+        .filter(|e| e.file_name() != LOCK)
         .map(|e| {
             let m = e.metadata().unwrap();
             let content = std::fs::read(e.path()).unwrap_or_default();
@@ -116,6 +166,13 @@ impl Acme {
             .iter_mut()
             .find(|c| c["domain"]["main"] == main)
             .unwrap_or_else(|| panic!("no {main} in {resolver}"))
+    }
+
+    /// Gives entry `main` of `resolver` the key of entry `donor` (resolver, main), and
+    /// keeps its chain: a pair that does not match, as a botched restore leaves it.
+    pub fn swap_in_key(&mut self, resolver: &str, main: &str, donor: (&str, &str)) {
+        let key = self.entry(donor.0, donor.1)["key"].clone();
+        self.entry(resolver, main)["key"] = key;
     }
 
     pub fn write(&self, path: &Path) {
@@ -157,9 +214,14 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(args: &[&str], env: &[(&str, &str)]) -> Daemon {
+        Daemon::start_from(command(), args, env)
+    }
+
+    /// [`Daemon::start`] from a prepared command, e.g. one run under `setpriv`.
+    pub fn start_from(mut cmd: Command, args: &[&str], env: &[(&str, &str)]) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("certsync.log");
-        let child = command()
+        let child = cmd
             .args(args)
             .envs(env.iter().copied())
             .stdin(std::process::Stdio::null())
@@ -264,4 +326,37 @@ pub fn rewrite_in_place(path: &Path, content: &[u8]) {
         .open(path)
         .unwrap();
     std::io::Write::write_all(&mut f, content).unwrap();
+}
+
+/// `certsync --once --acme fixtures/acme.json --domain turn.example.test --resolver R
+/// --out-dir OUT EXTRA...` with ENV added; its output is echoed for the test log.
+pub fn once_from(resolver: &str, out: &Path, extra: &[&str], env: &[(String, String)]) -> Run {
+    let mut args = vec!["--resolver", resolver];
+    args.extend_from_slice(extra);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let started = std::time::Instant::now();
+    let run = once_env(&fixture("acme.json"), DOMAIN, out, &args, &env);
+    eprintln!(
+        "--- certsync {} ({} ms, exit {}):\n{}",
+        extra.join(" "),
+        started.elapsed().as_millis(),
+        run.code,
+        run.stderr.trim_end()
+    );
+    run
+}
+
+/// Prints and returns N of "serves the new certificate N ms after the reload began".
+pub fn report_timing(method: &str, run: &Run) -> u128 {
+    let text = format!("{}{}", run.stdout, run.stderr);
+    let ms = text
+        .split("serves the new certificate ")
+        .nth(1)
+        .and_then(|rest| rest.split(" ms").next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no timing in the output:\n{text}"));
+    eprintln!(
+        "[timing] {method}: coturn serves the new certificate {ms} ms after the reload began"
+    );
+    ms
 }

@@ -1,5 +1,7 @@
 //! Real coturn in Docker, and a TCP proxy to the Docker socket, for integration tests.
 //!
+//! * [`certsync_image`] builds certsync's own image from `docker/Dockerfile`, on base
+//!   images made here from Debian (`docker/local-bases.sh`), once per test run.
 //! * [`ensure_coturn_image`] builds `certsync-test/coturn:local` once (no registry:
 //!   `docker/coturn-test-image.sh`, FROM scratch + the host's turnserver and libraries).
 //! * [`CoturnContainer::start`] runs it with host networking on 127.0.0.1, the
@@ -11,17 +13,11 @@
 //! Containers run with `--init` (Docker's tini as PID 1, forwarding signals): as
 //! PID 1 turnserver ignores SIGTERM, so `docker stop`/`restart` would wait the whole
 //! stop timeout (10 s). SIGUSR2 reaches turnserver either way.
-//!
-//! Self-contained (std only): include with `#[path = "support/docker.rs"] mod docker;`
-//! or `mod docker;` from `support/mod.rs`.
-#![allow(dead_code)]
 
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Mutex;
-use std::thread;
 use std::time::{Duration, Instant};
 
 /// The local test image.
@@ -34,30 +30,9 @@ pub fn image_script_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("docker/coturn-test-image.sh")
 }
 
-/// Whether the docker CLI is there and the engine answers.
-pub fn docker_available() -> bool {
-    Command::new("docker")
-        .args(["version", "--format", "{{.Server.Version}}"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
-}
-
 /// Runs `docker ARGS`; panics unless it succeeds. Returns trimmed stdout.
 pub fn docker(args: &[&str]) -> String {
-    let out = docker_output(args);
-    if !out.status.success() {
-        panic!(
-            "docker {} failed ({}): {}{}",
-            args.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    let out = run_ok(Command::new("docker").args(args).stdin(Stdio::null()));
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
@@ -72,52 +47,86 @@ pub fn docker_output(args: &[&str]) -> Output {
 
 static IMAGE_READY: Mutex<bool> = Mutex::new(false);
 
+/// certsync's image, as `docker/Dockerfile` builds it from this checkout.
+pub const CERTSYNC_IMAGE: &str = "certsync-test/certsync:local";
+
+/// Builds [`CERTSYNC_IMAGE`] once per test process: the base images first
+/// (`docker/local-bases.sh`, a few minutes the first time on a machine, then kept),
+/// then `docker build` with them. Docker's layer cache keeps the dependencies'
+/// build while Cargo.toml and Cargo.lock are unchanged, so a later run rebuilds
+/// certsync alone (~1 min), or nothing.
+pub fn certsync_image() -> &'static str {
+    static BUILT: Mutex<bool> = Mutex::new(false);
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if *built {
+        return CERTSYNC_IMAGE;
+    }
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let bases = run_logged(
+        Command::new("sh").arg(repo.join("docker/local-bases.sh")),
+        "docker/local-bases.sh",
+    );
+    let mut names = bases.lines();
+    let (builder, runtime) = (names.next().unwrap_or(""), names.next().unwrap_or(""));
+    let started = Instant::now();
+    run_logged(
+        Command::new("docker")
+            .env("DOCKER_BUILDKIT", "0")
+            .args(["build", "-q", "-f"])
+            .arg(repo.join("docker/Dockerfile"))
+            .args(["--build-arg", &format!("BUILDER_IMAGE={builder}")])
+            .args(["--build-arg", &format!("RUNTIME_IMAGE={runtime}")])
+            .args(["-t", CERTSYNC_IMAGE])
+            .arg(repo),
+        "docker build -f docker/Dockerfile",
+    );
+    eprintln!(
+        "{CERTSYNC_IMAGE}: built in {:.0?}, {}",
+        started.elapsed(),
+        docker(&["image", "inspect", "-f", "{{.Size}} bytes", CERTSYNC_IMAGE])
+    );
+    *built = true;
+    CERTSYNC_IMAGE
+}
+
+/// Runs CMD to completion; panics with its output unless it succeeds. Returns stdout.
+fn run_logged(cmd: &mut Command, what: &str) -> String {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    if !out.status.success() {
+        panic!(
+            "{what} failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Builds [`COTURN_IMAGE`] unless it exists (once per test process; ~5 s the first time).
 pub fn ensure_coturn_image() {
     let mut ready = IMAGE_READY.lock().unwrap_or_else(|e| e.into_inner());
     if *ready {
         return;
     }
-    let out = Command::new(image_script_path())
-        .arg(COTURN_IMAGE)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", image_script_path().display()));
-    if !out.status.success() {
-        panic!(
-            "coturn-test-image.sh failed ({}): {}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    run_ok(
+        Command::new(image_script_path())
+            .arg(COTURN_IMAGE)
+            .stdin(Stdio::null()),
+    );
     *ready = true;
 }
 
-pub use super::free_port;
-
-/// Polls until 127.0.0.1:PORT accepts TCP connections.
-pub fn wait_port(port: u16, timeout: Duration) -> bool {
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let end = Instant::now() + timeout;
-    loop {
-        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-            return true;
-        }
-        if Instant::now() >= end {
-            return false;
-        }
-        thread::sleep(Duration::from_millis(50));
-    }
-}
+use super::{free_port, run_ok, wait_port};
 
 /// A coturn container (host network, 127.0.0.1), removed with `docker rm -f` on drop.
 pub struct CoturnContainer {
     pub name: String,
     /// turnserver's TLS listener on 127.0.0.1.
     pub tls_port: u16,
-    /// turnserver's plain STUN/TURN listener on 127.0.0.1 (TCP and UDP).
-    pub plain_port: u16,
 }
 
 impl CoturnContainer {
@@ -130,6 +139,26 @@ impl CoturnContainer {
     /// Mount the directory, not the files: a file bind mount keeps the old inode when
     /// the file is replaced by rename.
     pub fn start(
+        name: &str,
+        labels: &[(&str, &str)],
+        certs_dir: &Path,
+        tls_port: u16,
+    ) -> CoturnContainer {
+        let c = CoturnContainer::run(name, labels, certs_dir, tls_port);
+        if !wait_port(tls_port, Duration::from_secs(10)) {
+            panic!(
+                "coturn container {name}: TLS port {tls_port} not listening after 10 s; state {}; logs:\n{}",
+                c.state(),
+                c.logs()
+            );
+        }
+        c
+    }
+
+    /// [`CoturnContainer::start`] without waiting for TLS: for a coturn started before
+    /// its certificate files exist, which opens no TLS listener. Waits (10 s) for the
+    /// plain listener instead.
+    pub fn run(
         name: &str,
         labels: &[(&str, &str)],
         certs_dir: &Path,
@@ -179,16 +208,20 @@ impl CoturnContainer {
         let c = CoturnContainer {
             name: name.to_string(),
             tls_port,
-            plain_port,
         };
-        if !wait_port(tls_port, Duration::from_secs(10)) {
+        if !wait_port(plain_port, Duration::from_secs(10)) {
             panic!(
-                "coturn container {name}: TLS port {tls_port} not listening after 10 s; state {}; logs:\n{}",
+                "coturn container {name}: port {plain_port} not listening after 10 s; state {}; logs:\n{}",
                 c.state(),
                 c.logs()
             );
         }
         c
+    }
+
+    /// `127.0.0.1:<tls_port>`, for `served_serial` and `--verify-tls`.
+    pub fn tls_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.tls_port)
     }
 
     /// `.State.StartedAt` (RFC 3339, changes on every (re)start).
@@ -199,16 +232,6 @@ impl CoturnContainer {
     /// `.State.Status`: "running", "exited", "restarting", ...
     pub fn state(&self) -> String {
         self.inspect("{{.State.Status}}")
-    }
-
-    /// Host pid of the container's PID 1 (docker-init here, not turnserver).
-    pub fn pid(&self) -> u32 {
-        self.inspect("{{.State.Pid}}").parse().unwrap_or(0)
-    }
-
-    /// Full container id.
-    pub fn id(&self) -> String {
-        self.inspect("{{.Id}}")
     }
 
     /// `docker inspect -f FORMAT NAME` (empty string if the container is gone).
@@ -225,17 +248,6 @@ impl CoturnContainer {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         )
-    }
-
-    /// `docker kill --signal SIGNAL NAME`
-    pub fn signal(&self, signal: &str) {
-        docker(&["kill", "--signal", signal, &self.name]);
-    }
-
-    /// `docker restart NAME`, then waits for the TLS port.
-    pub fn restart(&self) {
-        docker(&["restart", &self.name]);
-        wait_port(self.tls_port, Duration::from_secs(10));
     }
 }
 
@@ -261,7 +273,17 @@ impl SocketProxy {
 
     /// Proxy to the Unix socket SOCKET; waits (5 s) until it listens.
     pub fn start_to(socket: &Path) -> SocketProxy {
-        let port = free_port();
+        SocketProxy::start_on(free_port(), socket)
+    }
+
+    /// After [`SocketProxy::stop`]: the proxy to `/var/run/docker.sock` back on the
+    /// same port, so a client configured with [`SocketProxy::docker_host`] finds it.
+    pub fn restart(&mut self) {
+        self.stop();
+        *self = SocketProxy::start_on(self.port, Path::new("/var/run/docker.sock"));
+    }
+
+    fn start_on(port: u16, socket: &Path) -> SocketProxy {
         let child = Command::new("socat")
             .arg(format!("TCP-LISTEN:{port},bind=127.0.0.1,fork,reuseaddr"))
             .arg(format!("UNIX-CONNECT:{}", socket.display()))
@@ -286,10 +308,6 @@ impl SocketProxy {
         format!("127.0.0.1:{}", self.port)
     }
 
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
     /// "tcp://127.0.0.1:PORT", for DOCKER_HOST.
     pub fn docker_host(&self) -> String {
         format!("tcp://{}", self.addr())
@@ -298,13 +316,11 @@ impl SocketProxy {
     /// Kills socat and its per-connection children, and reaps socat.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let pgid = child.id();
-            // kill(-pgid, SIGKILL) without libc: the kill(1) utility.
-            let _ = Command::new("kill")
-                .args(["-KILL", "--", &format!("-{pgid}")])
-                .stderr(Stdio::null())
-                .status();
-            let _ = child.kill();
+            // socat leads its own process group (see start_to): the group is socat
+            // and every child serving a connection. It cannot be gone: socat is our
+            // unreaped child, so the group exists at least as long as it does.
+            let group = nix::unistd::Pid::from_raw(child.id() as i32);
+            let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
             let _ = child.wait();
         }
     }
@@ -314,4 +330,9 @@ impl Drop for SocketProxy {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// A name unique to this test process and tag (containers, labels).
+pub fn unique(tag: &str) -> String {
+    format!("certsync-it-{tag}-{}", std::process::id())
 }

