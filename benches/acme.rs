@@ -24,7 +24,8 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
-use certsync::source::{acme, Encoding, Interest, Snapshot, SourceSpec};
+use certsync::leaf::Encoding;
+use certsync::source::{acme, Interest, Snapshot, SourceSpec};
 
 const SIZES: [usize; 3] = [50, 500, 5000];
 
@@ -133,7 +134,7 @@ fn parse(c: &mut Criterion) {
 
 fn select(c: &mut Criterion) {
     let inputs = inputs();
-    let now = certsync::unix_now();
+    let now = certsync::leaf::unix_now();
 
     let mut group = configure(c, "select");
     for input in &inputs {

@@ -49,7 +49,7 @@ fn main() {
 
     // The fixture: `turn.example.test` of resolver `le` is RSA, then the EC one of
     // `le-ec` (as tests/support/bin.rs `two_versions` does).
-    let fixture = support::fixture();
+    let fixture = std::fs::read(support::fixture_path()).expect("the fixture acme.json");
     let (rsa, ec) = (
         entry(&fixture, "le", "turn.example.test"),
         entry(&fixture, "le-ec", "turn.example.test"),
@@ -197,8 +197,16 @@ impl Run {
         run.events
             .recv_timeout(Duration::from_secs(10))
             .expect("the first pass writes fullchain.pem");
-        // Let the first pass finish (the key, the folder fsync) before measuring.
-        std::thread::sleep(Duration::from_millis(300));
+        // The first pass writes the key after the chain; measure from its end.
+        let key = run.dir.path().join("out/privkey.pem");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !key.exists() {
+            assert!(
+                Instant::now() < deadline,
+                "the first pass wrote fullchain.pem but no privkey.pem within 10 s"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
         while run.events.try_recv().is_ok() {}
         run
     }
@@ -239,9 +247,7 @@ impl Run {
                     continue;
                 }
             }
-            // The rename may be seen before the folder fsync; wait for the pass to end
-            // before checking, outside the timing.
-            std::thread::sleep(Duration::from_millis(20));
+            // The rename is atomic: what the event announced is what a reader gets.
             let got = std::fs::read(&fullchain).expect("fullchain.pem");
             assert_eq!(
                 got, expected[v],

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Builds a big acme.json from the real one Traefik wrote (fixtures/acme.json).
 
-    bench/make-big-acme.py N OUT [--fixture fixtures/acme.json]
+    benches/make-big-acme.py N OUT [--fixture fixtures/acme.json]
 
 The file has one resolver, "le" (with the fixture's Account), holding N certificates:
 N-1 copies of the fixture's RSA2048 entries under new names (customer1.example.test,

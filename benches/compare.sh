@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # certsync --once against traefik-certificate-exporter (PyPI) on one big acme.json.
 #
-#   bench/compare.sh [N] [RUNS]      # N certificates (default 5000, ~29 MB), RUNS per tool (10)
-#   CERTSYNC_BIN=/path/to/certsync bench/compare.sh    # time that build instead
+#   benches/compare.sh [N] [RUNS]      # N certificates (default 5000, ~29 MB), RUNS per tool (10)
+#   CERTSYNC_BIN=/path/to/certsync benches/compare.sh    # time that build instead
 #
-# Builds the file from the real fixture (bench/make-big-acme.py; the selected domain,
+# Builds the file from the real fixture (benches/make-big-acme.py; the selected domain,
 # www.example.test, is the last entry), builds certsync --release, installs the exporter
 # in a venv under target/, then runs both on the same file with the same domain filter,
 # RUNS times each in this one invocation: medians, the ratio, and peak RSS. Then
@@ -23,7 +23,7 @@ mkdir -p "$WORK"
 echo "== input"
 DATA=$WORK/data-$N
 mkdir -p "$DATA"
-python3 "$ROOT/bench/make-big-acme.py" "$N" "$DATA/acme.json"
+python3 "$ROOT/benches/make-big-acme.py" "$N" "$DATA/acme.json"
 ACME=$DATA/acme.json
 
 echo "== build"
