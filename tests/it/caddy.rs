@@ -33,6 +33,14 @@ fn once_caddy(storage: &Path, domain: &str, out: &Path, extra: &[&str]) -> Run {
 fn caddy_issues_certsync_writes_coturn_serves_and_follows_the_renewal() {
     let work = tempfile::tempdir().unwrap();
     let pebble = Pebble::start(work.path(), 120);
+    // Caddy 2.6 (certmagic 0.17) obtains its sites' first certificates concurrently,
+    // and each order with no account yet registers one: the storage can end up with
+    // one account's key beside the other's registration, and every later order (the
+    // renewal this test waits for) then fails Pebble's JWS check. One site first
+    // makes the account once; the restart then reuses it for both.
+    let first_site = Caddy::start(work.path(), &pebble, &["turn.example.test"]);
+    first_site.wait_for("turn.example.test", Duration::from_secs(60));
+    drop(first_site);
     let caddy = Caddy::start(
         work.path(),
         &pebble,
