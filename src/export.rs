@@ -50,13 +50,40 @@ pub struct Export {
     pub memo: std::sync::Arc<Memo>,
 }
 
-/// Per folder, a digest of the entries it was written from and what that gave. A
+/// Per folder, the digests of the entries it was written from and what that gave. A
 /// change-triggered pass of the daemon trusts it for folders whose entries did not
 /// change, so a renewal among thousands of certificates validates and compares one
-/// folder, not all of them; every other pass (start, resync, SIGHUP, `--once`) checks
-/// every folder on disk again, repairing owners and modes and catching expiry.
+/// folder, not all of them, and the reader does not even keep the certificates and
+/// keys it already knows ([`crate::source::Interest::with_exports`]). Every other
+/// pass (start, resync, SIGHUP, `--once`) checks every folder on disk again,
+/// repairing owners and modes and catching expiry.
 #[derive(Debug, Default)]
-pub struct Memo(std::sync::Mutex<std::collections::HashMap<String, (u128, Remembered)>>);
+pub struct Memo(std::sync::Mutex<std::collections::HashMap<String, MemoFolder>>);
+
+#[derive(Debug)]
+struct MemoFolder {
+    /// [`folder_digest`] of `entries`.
+    digest: u128,
+    /// [`entry_digest`] of each entry the folder was chosen from, sorted.
+    entries: Vec<u128>,
+    remembered: Remembered,
+}
+
+impl Memo {
+    /// The next pass looks at this folder again, whatever its entries.
+    pub fn forget(&self, folder: &str) {
+        self.0.lock().expect("export memo lock").remove(folder);
+    }
+
+    /// The digest of every entry some folder was last written from.
+    pub fn known_entries(&self) -> std::collections::HashSet<u128> {
+        let folders = self.0.lock().expect("export memo lock");
+        folders
+            .values()
+            .flat_map(|f| f.entries.iter().copied())
+            .collect()
+    }
+}
 
 /// What a folder's last sync found (no key).
 #[derive(Debug, Clone)]
@@ -169,7 +196,13 @@ fn could_be_ours(name: &str) -> bool {
 #[derive(Debug)]
 pub struct Folder<'c, 'a> {
     pub name: String,
+    /// Ordered for [`sync_folder`] (latest not-after first) unless `known`.
     pub entries: Vec<&'c Candidate<'a>>,
+    /// [`entry_digest`] of each entry, sorted.
+    digests: Vec<u128>,
+    /// The folder was last written from exactly these entries, and this pass may
+    /// trust that ([`Memo`]): its files are not looked at.
+    known: bool,
 }
 
 /// What an export does with a source's candidates: the folders to write, in name
@@ -178,11 +211,45 @@ pub struct Folder<'c, 'a> {
 pub struct Plan<'c, 'a> {
     pub folders: Vec<Folder<'c, 'a>>,
     pub refused: Vec<(String, UnsafeName)>,
+    /// Some folder must be written but the reader dropped the certificate and key of
+    /// one of its entries (known, but now beside a new one): read the source again,
+    /// keeping them ([`crate::source::Interest::keeping_every_exported`]).
+    pub lacks_material: bool,
 }
 
-/// Groups the candidates this export takes by folder, each group ordered for
-/// [`sync_folder`] (latest not-after first). Only groups of two or more decode leaves.
-pub fn plan<'c, 'a>(export: &Export, candidates: &'c [Candidate<'a>]) -> Plan<'c, 'a> {
+/// xxh3-128 of one entry as the source stores it: resolver, main, certificate and
+/// key, each length-prefixed. The same whether the reader streamed or parsed.
+pub fn entry_digest(resolver: Option<&str>, main: &str, certificate: &[u8], key: &[u8]) -> u128 {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    for field in [
+        resolver.unwrap_or("").as_bytes(),
+        main.as_bytes(),
+        certificate,
+        key,
+    ] {
+        h.update(&(field.len() as u64).to_le_bytes());
+        h.update(field);
+    }
+    h.digest128()
+}
+
+/// A folder's digest: its entries' digests, sorted, so file order does not matter.
+fn folder_digest(sorted: &[u128]) -> u128 {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    for d in sorted {
+        h.update(&d.to_le_bytes());
+    }
+    h.digest128()
+}
+
+/// Groups the candidates this export takes by folder. A folder whose entries the
+/// [`Memo`] knows is left as it is, unless `recheck`; the others are ordered for
+/// [`sync_folder`] (latest not-after first; only groups of two or more decode leaves).
+pub fn plan<'c, 'a>(
+    export: &Export,
+    candidates: &'c [Candidate<'a>],
+    recheck: bool,
+) -> Plan<'c, 'a> {
     let mut groups: std::collections::BTreeMap<String, Vec<&'c Candidate<'a>>> = Default::default();
     let mut refused = Vec::new();
     for c in candidates {
@@ -196,9 +263,39 @@ pub fn plan<'c, 'a>(export: &Export, candidates: &'c [Candidate<'a>]) -> Plan<'c
             Err(e) => refused.push((c.main.escape_default().take(100).collect(), e)),
         }
     }
+    let memo = export.memo.0.lock().expect("export memo lock");
+    let mut lacks_material = false;
     let folders = groups
         .into_iter()
         .map(|(name, mut entries)| {
+            let mut digests: Vec<u128> = entries
+                .iter()
+                .map(|c| {
+                    c.digest.unwrap_or_else(|| {
+                        entry_digest(
+                            c.resolver.as_deref(),
+                            &c.main,
+                            c.certificate.as_bytes(),
+                            c.key.as_bytes(),
+                        )
+                    })
+                })
+                .collect();
+            digests.sort_unstable();
+            let known = !recheck
+                && memo
+                    .get(&name)
+                    .is_some_and(|m| m.digest == folder_digest(&digests));
+            if known {
+                return Folder {
+                    name,
+                    entries,
+                    digests,
+                    known,
+                };
+            }
+            // A kept entry is never empty (empty ones are skipped by the reader).
+            lacks_material |= entries.iter().any(|c| c.certificate.is_empty());
             if entries.len() > 1 {
                 let mut scratch = (Vec::new(), Vec::new());
                 let mut keyed: Vec<_> = entries
@@ -221,10 +318,19 @@ pub fn plan<'c, 'a>(export: &Export, candidates: &'c [Candidate<'a>]) -> Plan<'c
                 keyed.sort_by(|a, b| a.0.cmp(&b.0));
                 entries = keyed.into_iter().map(|(_, c)| c).collect();
             }
-            Folder { name, entries }
+            Folder {
+                name,
+                entries,
+                digests,
+                known,
+            }
         })
         .collect();
-    Plan { folders, refused }
+    Plan {
+        folders,
+        refused,
+        lacks_material,
+    }
 }
 
 fn decoded_leaf(c: &Candidate<'_>, (scratch, der): &mut (Vec<u8>, Vec<u8>)) -> Option<Leaf> {
@@ -441,43 +547,18 @@ pub struct FolderReport {
     pub remembered: bool,
 }
 
-/// xxh3-128 of what a folder is made from: its entries, in order, whole.
-fn digest(folder: &Folder<'_, '_>) -> u128 {
-    let mut h = xxhash_rust::xxh3::Xxh3::new();
-    for c in &folder.entries {
-        for field in [
-            c.resolver.as_deref().unwrap_or(""),
-            &c.main,
-            &c.certificate,
-            &c.key,
-        ] {
-            h.update(&(field.len() as u64).to_le_bytes());
-            h.update(field.as_bytes());
-        }
-    }
-    h.digest128()
-}
-
-/// Brings every folder of `export` in line with `candidates`, one certificate at a
+/// Brings every folder of a [`plan`] in line with its entries, one certificate at a
 /// time, then prunes if asked.
-pub fn sync(
-    export: &Export,
-    candidates: &[Candidate<'_>],
-    now: i64,
-    dry_run: bool,
-    recheck: bool,
-) -> ExportReport {
-    let plan = plan(export, candidates);
+pub fn sync(export: &Export, plan: Plan<'_, '_>, now: i64, dry_run: bool) -> ExportReport {
     let mut folders = Vec::with_capacity(plan.folders.len() + plan.refused.len());
     let mut memo = export.memo.0.lock().expect("export memo lock");
-    memo.retain(|name, _| plan.folders.iter().any(|f| &f.name == name));
+    let planned: std::collections::HashSet<&str> =
+        plan.folders.iter().map(|f| f.name.as_str()).collect();
+    memo.retain(|name, _| planned.contains(name.as_str()));
     for folder in &plan.folders {
         let dir = export.out.dir.join(&folder.name);
-        let digest = digest(folder);
-        let known = memo
-            .get(&folder.name)
-            .filter(|(d, _)| *d == digest && !recheck);
-        if let Some((_, r)) = known {
+        if let Some(m) = memo.get(&folder.name).filter(|_| folder.known) {
+            let r = &m.remembered;
             folders.push(FolderReport {
                 label: folder.name.clone(),
                 dir,
@@ -496,13 +577,18 @@ pub fn sync(
         let synced = sync_folder(export, folder, now, dry_run);
         match &synced {
             Ok(s) if !dry_run => {
-                let r = Remembered {
+                let remembered = Remembered {
                     leaf: s.leaf.clone(),
                     leaf_der: s.leaf_der.clone(),
                     origin: s.origin.clone(),
                     domain: s.domain.clone(),
                 };
-                memo.insert(folder.name.clone(), (digest, r));
+                let entry = MemoFolder {
+                    digest: folder_digest(&folder.digests),
+                    entries: folder.digests.clone(),
+                    remembered,
+                };
+                memo.insert(folder.name.clone(), entry);
             }
             _ => {
                 memo.remove(&folder.name);
@@ -532,9 +618,7 @@ pub fn sync(
         reloads: Vec::new(),
     };
     if export.prune {
-        let keep: std::collections::HashSet<&str> =
-            plan.folders.iter().map(|f| f.name.as_str()).collect();
-        match prune(&export.out, &keep, dry_run) {
+        match prune(&export.out, &planned, dry_run) {
             Ok(p) => report.pruned = p,
             Err(e) => report.problem = Some(format!("prune: {}", crate::error::Chain(&e))),
         }

@@ -300,36 +300,71 @@ fn write_stage(
     leaves: bool,
     recheck: bool,
 ) -> WriteStage {
-    let interest = Interest::targets(
+    let mut interest = Interest::targets(
         config
             .targets
             .iter()
             .map(|t| (t.domain.as_deref(), t.resolver.as_deref())),
     )
-    .with_exports(&config.exports)
+    .with_exports(&config.exports, !recheck)
     .with_leaves(leaves)
     .with_max_size(config.max_source_size);
-    let snapshot = match Snapshot::read_for(&config.source, &interest) {
-        Ok(s) => s,
-        Err(e) => return WriteStage::Failed(e),
-    };
-    let hash = snapshot.content_hash();
-    if skip == Some(hash) {
-        return WriteStage::Unchanged;
+    let mut skip = skip;
+    loop {
+        let snapshot = match Snapshot::read_for(&config.source, &interest) {
+            Ok(s) => s,
+            Err(e) => return WriteStage::Failed(e),
+        };
+        let hash = snapshot.content_hash();
+        if skip.take() == Some(hash) {
+            return WriteStage::Unchanged;
+        }
+        match sync_all(config, &snapshot, metrics, recheck, interest.skips_known()) {
+            Ok(Some((synced, exports))) => {
+                return WriteStage::Synced {
+                    hash,
+                    snapshot: leaves.then_some(snapshot),
+                    synced,
+                    exports,
+                }
+            }
+            // A folder changed only in part (a resolver gained a copy of a certificate):
+            // it needs entries the reader dropped as known. One more read, keeping
+            // them, of the source as it is now; that one cannot give up.
+            Ok(None) => interest = interest.keeping_every_exported(),
+            Err(e) => return WriteStage::Failed(e),
+        }
     }
-    let (synced, exports) = match snapshot.candidates() {
-        Ok(candidates) => (
-            sync_targets(config, &candidates, metrics),
-            sync_exports(config, &candidates, metrics, recheck),
-        ),
-        Err(e) => return WriteStage::Failed(e),
-    };
-    WriteStage::Synced {
-        hash,
-        snapshot: leaves.then_some(snapshot),
-        synced,
-        exports,
+}
+
+/// Each target's result and each export's report, from one read.
+type SyncResults = (
+    Vec<Result<Synced, TargetError>>,
+    Vec<crate::export::ExportReport>,
+);
+
+/// Syncs every target and export from one read. `None` when an export needs entries
+/// the reader dropped and `may_give_up`: the caller reads again keeping them.
+fn sync_all(
+    config: &Config,
+    snapshot: &Snapshot,
+    metrics: &Metrics,
+    recheck: bool,
+    may_give_up: bool,
+) -> Result<Option<SyncResults>, SourceError> {
+    let candidates = snapshot.candidates()?;
+    let plans: Vec<_> = config
+        .exports
+        .iter()
+        .map(|e| crate::export::plan(e, &candidates.list, recheck))
+        .collect();
+    if may_give_up && plans.iter().any(|p| p.lacks_material) {
+        return Ok(None);
     }
+    Ok(Some((
+        sync_targets(config, &candidates, metrics),
+        sync_exports(config, plans, metrics),
+    )))
 }
 
 /// Syncs every target's files from parsed candidates, logging and counting one result
@@ -618,9 +653,8 @@ pub fn record_source_failure(config: &Config, error: &SourceError, metrics: &Met
 /// forgets the metrics of folders no longer exported.
 fn sync_exports(
     config: &Config,
-    candidates: &Candidates<'_>,
+    plans: Vec<crate::export::Plan<'_, '_>>,
     metrics: &Metrics,
-    recheck: bool,
 ) -> Vec<crate::export::ExportReport> {
     if config.exports.is_empty() {
         return Vec::new();
@@ -629,9 +663,9 @@ fn sync_exports(
     let reports: Vec<_> = config
         .exports
         .iter()
-        .map(|export| {
-            let report =
-                crate::export::sync(export, &candidates.list, now, config.dry_run, recheck);
+        .zip(plans)
+        .map(|(export, plan)| {
+            let report = crate::export::sync(export, plan, now, config.dry_run);
             for f in &report.folders {
                 if f.remembered {
                     metrics.record_unchanged(&f.label, now);
@@ -710,7 +744,13 @@ async fn reload_export(
                 continue;
             }
             let pending = Pending::new(&f.dir, &out.cert_file);
-            attempts.push(attempt_with(&f.label, &pending, spec, written(f, s), metrics).await);
+            let attempt = attempt_with(&f.label, &pending, spec, written(f, s), metrics).await;
+            if attempt.result.is_err() {
+                // Not trusted as done: the retry pass looks at this folder again and
+                // finds the reload it owes.
+                export.memo.forget(&f.label);
+            }
+            attempts.push(attempt);
         }
         return attempts;
     }

@@ -323,7 +323,13 @@ impl Daemon {
                 let _ = self.pokes.try_send(());
             }
         }
-        let all_ok = report.targets.iter().all(|t| t.synced.is_ok());
+        // A target's failed reload has its own retry (below); an export's folders and
+        // reloads are retried by passing again.
+        let all_ok = report.targets.iter().all(|t| t.synced.is_ok())
+            && report
+                .exports
+                .iter()
+                .all(crate::export::ExportReport::all_ok);
         for t in report.targets {
             // An attempt in a pass is for new files (which supersede a reload still
             // waiting for its retry) or for a reload owed since an earlier run.

@@ -158,8 +158,11 @@ struct StreamedEntry {
     main: Range<usize>,
     /// Into `san_spans`.
     sans: Range<usize>,
-    /// The certificate and key, when some target could select this entry.
+    /// The certificate and key, when some target could select this entry or some
+    /// export needs it.
     material: Option<(String, Zeroizing<String>)>,
+    /// [`crate::export::entry_digest`], when some export takes this entry.
+    digest: Option<u128>,
 }
 
 /// Reads an acme.json from `src` in one pass, keeping what `interest` asks for, and
@@ -209,6 +212,7 @@ impl Streamed {
                     certificate: Cow::Borrowed(certificate),
                     key: Cow::Borrowed(key),
                     encoding: Encoding::Base64,
+                    digest: e.digest,
                 }
             })
             .collect();
@@ -251,12 +255,19 @@ impl stream::Handler for Collector<'_> {
             (_, None) => return doc.skip(raw.resolver, main, "empty key"),
             (Some(c), Some(k)) => (c, k),
         };
-        let material = self.interest.wants_material(resolver, main, sans).then(|| {
-            (
-                text(certificate).into_owned(),
-                Zeroizing::new(text(key).into_owned()),
-            )
-        });
+        let digest = self
+            .interest
+            .exported(resolver, main, sans)
+            .then(|| crate::export::entry_digest(resolver, main, certificate, key));
+        let material = self
+            .interest
+            .wants_material(resolver, main, sans, digest)
+            .then(|| {
+                (
+                    text(certificate).into_owned(),
+                    Zeroizing::new(text(key).into_owned()),
+                )
+            });
         if let Some(leaves) = &mut doc.leaves {
             leaves.push(&text(certificate), Encoding::Base64, &mut self.scratch);
         }
@@ -271,6 +282,7 @@ impl stream::Handler for Collector<'_> {
             main,
             sans: first_san..doc.san_spans.len(),
             material,
+            digest,
         });
     }
 }
@@ -387,6 +399,7 @@ impl<'a> AcmeDocument<'a> {
                     certificate,
                     key,
                     encoding: Encoding::Base64,
+                    digest: None,
                 }),
             }
         }

@@ -177,7 +177,7 @@ impl Storage {
         .collect::<Vec<_>>();
         let wanted = {
             let sans: Vec<&str> = sans.iter().map(String::as_str).collect();
-            interest.wants_material(Some(issuer), &main, &sans)
+            interest.wants_material(Some(issuer), &main, &sans, None)
         };
         let key = if wanted {
             let key = Zeroizing::new(read("key").map_err(|e| unsettled(issuer, name, e))?);
@@ -237,6 +237,7 @@ impl Storage {
                     certificate: Cow::Borrowed(&e.crt),
                     key: Cow::Borrowed(&e.key),
                     encoding: Encoding::Pem,
+                    digest: None,
                 })
                 .collect(),
             skipped: self.skipped.clone(),

@@ -55,6 +55,7 @@ impl Lineage {
             certificate: Cow::Borrowed(certificate),
             key: Cow::Borrowed(key),
             encoding: Encoding::Pem,
+            digest: None,
         })
     }
 }

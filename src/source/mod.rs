@@ -101,6 +101,10 @@ pub struct Candidate<'a> {
     /// The private key. Never logged: `Debug` leaves it out.
     pub key: Cow<'a, str>,
     pub encoding: Encoding,
+    /// [`crate::export::entry_digest`] of this entry, when the reader took it while
+    /// reading for an export. An entry that export already holds unchanged comes with
+    /// it and without its certificate and key.
+    pub digest: Option<u128>,
 }
 
 impl Candidate<'_> {
@@ -154,8 +158,11 @@ pub struct Candidates<'a> {
 pub struct Interest {
     /// `(domain, resolver)` per target; `None`: every certificate and key.
     targets: Option<Vec<(String, Option<String>)>>,
-    /// `--all` exports: each wants every entry it takes.
+    /// `--all` exports: each wants every entry it takes...
     exports: Vec<crate::export::Export>,
+    /// ...but those whose digest is here (one set per export, from its memo): its
+    /// folder already holds them, and a change pass need not copy them.
+    known: Vec<std::collections::HashSet<u128>>,
     leaves: bool,
     /// A larger source is refused, not read (`--max-source-size`).
     max_size: u64,
@@ -167,6 +174,7 @@ impl Interest {
         Interest {
             targets: None,
             exports: Vec::new(),
+            known: Vec::new(),
             leaves: false,
             max_size: open::DEFAULT_MAX_SIZE,
         }
@@ -185,6 +193,7 @@ impl Interest {
         Interest {
             targets,
             exports: Vec::new(),
+            known: Vec::new(),
             leaves: false,
             max_size: open::DEFAULT_MAX_SIZE,
         }
@@ -208,20 +217,58 @@ impl Interest {
         self
     }
 
-    /// Also the certificate and key of every entry these exports take.
-    pub fn with_exports(mut self, exports: &[crate::export::Export]) -> Interest {
+    /// Also the certificate and key of every entry these exports take. With
+    /// `skip_known`, not those an export's folder was last written from unchanged
+    /// (see [`crate::export::Memo`]): the reader gives their digest instead.
+    pub fn with_exports(mut self, exports: &[crate::export::Export], skip_known: bool) -> Interest {
         self.exports = exports.to_vec();
+        self.known = if skip_known {
+            exports.iter().map(|e| e.memo.known_entries()).collect()
+        } else {
+            Vec::new()
+        };
         self
     }
 
+    /// The same, keeping every exported entry: for a folder whose entries changed
+    /// only in part, which needs them all.
+    pub fn keeping_every_exported(mut self) -> Interest {
+        self.known.clear();
+        self
+    }
+
+    /// Whether a reader may drop entries an export knows.
+    pub fn skips_known(&self) -> bool {
+        !self.known.is_empty()
+    }
+
+    /// Whether some export takes this entry, so that a reader gives its digest.
+    pub fn exported(&self, resolver: Option<&str>, main: &str, sans: &[&str]) -> bool {
+        self.exports.iter().any(|e| e.takes(resolver, main, sans))
+    }
+
     /// Whether an entry's certificate and key must be kept: some target in its
-    /// resolver's scope has a domain that one of its names covers. `select` ranks only
-    /// such entries (an exact name is also a covering one).
-    pub fn wants_material(&self, resolver: Option<&str>, main: &str, sans: &[&str]) -> bool {
+    /// resolver's scope has a domain that one of its names covers (`select` ranks only
+    /// such entries; an exact name is also a covering one), or some export takes it
+    /// and does not know its `digest` yet.
+    pub fn wants_material(
+        &self,
+        resolver: Option<&str>,
+        main: &str,
+        sans: &[&str],
+        digest: Option<u128>,
+    ) -> bool {
         let Some(targets) = &self.targets else {
             return true;
         };
-        if self.exports.iter().any(|e| e.takes(resolver, main, sans)) {
+        let known =
+            |i: usize| digest.is_some_and(|d| self.known.get(i).is_some_and(|k| k.contains(&d)));
+        if self
+            .exports
+            .iter()
+            .enumerate()
+            .any(|(i, e)| e.takes(resolver, main, sans) && !known(i))
+        {
             return true;
         }
         targets.iter().any(|(domain, in_resolver)| {

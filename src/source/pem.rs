@@ -60,6 +60,7 @@ impl Pair {
             certificate: Cow::Borrowed(std::str::from_utf8(&self.cert).unwrap_or_default()),
             key: Cow::Borrowed(std::str::from_utf8(&self.key).unwrap_or_default()),
             encoding: Encoding::Pem,
+            digest: None,
         })
     }
 }

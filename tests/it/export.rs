@@ -196,6 +196,139 @@ fn a_renewal_rewrites_only_its_folder_and_runs_the_hook_once_for_it() {
     );
 }
 
+/// A running daemon reads only the changed entries of a change pass. When a folder's
+/// set of entries changes around an unchanged one (a resolver gains, then loses, a
+/// newer copy of a certificate), it must still choose among all of them: the folder
+/// ends as `--once --all` writes it from the same file, both ways.
+#[test]
+fn a_folder_gaining_and_losing_an_entry_is_chosen_among_all_of_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (acme_path, out) = (tmp.path().join("acme.json"), tmp.path().join("out"));
+    let full = Acme::load(&fixture("acme.json"));
+    // turn.example.test is under both resolvers: the newer copy joins and leaves.
+    let (newer, older) = {
+        let mut a = Acme::load(&fixture("acme.json"));
+        let le = not_after(a.entry("le", "turn.example.test"));
+        let ec = not_after(a.entry("le-ec", "turn.example.test"));
+        assert_ne!(le, ec, "the fixture's two copies must differ in not-after");
+        if ec > le {
+            ("le-ec", "le")
+        } else {
+            ("le", "le-ec")
+        }
+    };
+    let mut without = Acme::load(&fixture("acme.json"));
+    without.0[newer]["Certificates"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|c| c["domain"]["main"] != "turn.example.test");
+    // What --once --all writes for a file: the oracle for the daemon's folder.
+    let expected = |acme: &Acme| -> Vec<u8> {
+        let dir = tempfile::tempdir().unwrap();
+        let (file, o) = (dir.path().join("acme.json"), dir.path().join("out"));
+        acme.write(&file);
+        export(&file, &o, &[]).expect_code(0);
+        std::fs::read(o.join("turn.example.test/fullchain.pem")).unwrap()
+    };
+    let (with_newer, with_older_only) = (expected(&full), expected(&without));
+    assert_eq!(
+        with_newer,
+        b64_field(&Acme(full.0.clone()).entry(newer, "turn.example.test")["certificate"])
+    );
+    assert_ne!(
+        with_newer, with_older_only,
+        "{older} alone gives another folder"
+    );
+
+    without.write(&acme_path);
+    let daemon = Daemon::start(
+        &[
+            "--acme",
+            acme_path.to_str().unwrap(),
+            "--all",
+            "--out-dir",
+            out.to_str().unwrap(),
+            "--metrics-listen",
+            "off",
+        ],
+        &[],
+    );
+    let turn = out.join("turn.example.test/fullchain.pem");
+    let holds = |want: &[u8]| std::fs::read(&turn).is_ok_and(|c| c == want);
+    wait_until(Duration::from_secs(10), "the older copy", || {
+        holds(&with_older_only)
+    });
+    rewrite_in_place(&acme_path, &serde_json::to_vec_pretty(&full.0).unwrap());
+    wait_until(
+        Duration::from_secs(10),
+        "the newer copy once it joins",
+        || holds(&with_newer),
+    );
+    rewrite_in_place(&acme_path, &serde_json::to_vec_pretty(&without.0).unwrap());
+    wait_until(
+        Duration::from_secs(10),
+        "the older copy once the newer leaves",
+        || holds(&with_older_only),
+    );
+    let log = daemon.log();
+    assert!(!log.contains("ERROR"), "{log}");
+}
+
+/// A folder's hook that fails in the daemon is tried again on the failing pass's
+/// backoff (1 s, 2 s, ...), not at the next change or the 5-minute resync; once it
+/// succeeds, it is not run again.
+#[test]
+fn a_failed_folder_hook_is_retried_by_the_daemon_until_it_succeeds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (out, allow, log) = (
+        tmp.path().join("out"),
+        tmp.path().join("allow"),
+        tmp.path().join("hook.log"),
+    );
+    // Fails for www.example.test until `allow` exists; logs each success.
+    let hook = format!(
+        "if [ \"$CERTSYNC_DOMAIN\" = www.example.test ] && [ ! -e {allow} ]; then echo no >&2; exit 3; fi; echo \"$CERTSYNC_DOMAIN\" >> {log}",
+        allow = allow.display(),
+        log = log.display()
+    );
+    let daemon = Daemon::start(
+        &[
+            "--acme",
+            fixture("acme.json").to_str().unwrap(),
+            "--all",
+            "--out-dir",
+            out.to_str().unwrap(),
+            "--metrics-listen",
+            "off",
+            "--reload-command",
+            &hook,
+        ],
+        &[],
+    );
+    let lines = || -> Vec<String> {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    };
+    wait_until(Duration::from_secs(10), "two hooks run", || lines().len() == 2);
+    daemon.wait_log("failed with exit code 3", Duration::from_secs(5));
+    std::fs::File::create(&allow).unwrap();
+    wait_until(
+        Duration::from_secs(10),
+        "the owed hook, by the retry alone",
+        || lines().contains(&"www.example.test".to_owned()),
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        lines().len(),
+        3,
+        "each hook ran once after it succeeded: {:?}",
+        lines()
+    );
+}
+
 #[test]
 fn include_and_exclude_match_main_and_sans() {
     let tmp = tempfile::tempdir().unwrap();
