@@ -407,21 +407,50 @@ fn key_matches(key_pem: &[u8], leaf: &Leaf) -> Result<Zeroizing<Vec<u8>>, KeyChe
     };
     let unreadable = |e: pkcs8::der::Error| KeyCheck::Unreadable(e.to_string());
     let der = block.contents();
-    let (public, rsa) = match block.tag() {
+    // What the leaf's SubjectPublicKeyInfo must name for this key: its algorithm, and
+    // for EC the curve when the key names it. Equal bits under another algorithm are
+    // not a match: a server could not load that leaf's public key.
+    let rsa_kind = Kind {
+        algorithms: &[OID_RSA, OID_RSA_PSS],
+        curve: None,
+    };
+    let (public, rsa, kind) = match block.tag() {
         "PRIVATE KEY" => {
             let info = pkcs8::PrivateKeyInfo::from_der(der).map_err(unreadable)?;
             match info.algorithm.oid.to_string().as_str() {
-                OID_RSA | OID_RSA_PSS => rsa_half(info.private_key).map_err(unreadable)?,
-                OID_EC => (ec_half(info.private_key).map_err(unreadable)?, None),
+                OID_RSA | OID_RSA_PSS => {
+                    let (public, bits) = rsa_half(info.private_key).map_err(unreadable)?;
+                    (public, bits, rsa_kind)
+                }
+                OID_EC => {
+                    let (public, key_curve) = ec_half(info.private_key).map_err(unreadable)?;
+                    let curve = info
+                        .algorithm
+                        .parameters_oid()
+                        .ok()
+                        .map(|o| o.to_string())
+                        .or(key_curve);
+                    (public, None, Kind::ec(curve))
+                }
                 OID_ED25519 => (
                     info.public_key.map_or(PublicHalf::Derive, PublicHalf::Bits),
                     None,
+                    Kind {
+                        algorithms: &[OID_ED25519],
+                        curve: None,
+                    },
                 ),
                 other => return Err(KeyCheck::Refused(KeyRefusal::Algorithm(other.to_owned()))),
             }
         }
-        "RSA PRIVATE KEY" => rsa_half(der).map_err(unreadable)?,
-        "EC PRIVATE KEY" => (ec_half(der).map_err(unreadable)?, None),
+        "RSA PRIVATE KEY" => {
+            let (public, bits) = rsa_half(der).map_err(unreadable)?;
+            (public, bits, rsa_kind)
+        }
+        "EC PRIVATE KEY" => {
+            let (public, curve) = ec_half(der).map_err(unreadable)?;
+            (public, None, Kind::ec(curve))
+        }
         other => {
             return Err(KeyCheck::Unreadable(format!(
                 "a {other:?} block is not a private key certsync reads"
@@ -433,6 +462,9 @@ fn key_matches(key_pem: &[u8], leaf: &Leaf) -> Result<Zeroizing<Vec<u8>>, KeyChe
     }
     let (_, spki) = x509_parser::x509::SubjectPublicKeyInfo::from_der(&leaf.spki)
         .map_err(|e| KeyCheck::Unreadable(format!("the leaf's public key: {e}")))?;
+    if !kind.fits(&spki) {
+        return Err(KeyCheck::Mismatch);
+    }
     let same = match public {
         // The bits are a PKCS#1 RSAPublicKey under either OID (rsaEncryption, RSASSA-PSS).
         PublicHalf::Rsa { modulus, exponent } => {
@@ -473,10 +505,50 @@ fn rsa_half(der: &[u8]) -> Result<(PublicHalf<'_>, Option<usize>), pkcs8::der::E
     ))
 }
 
-/// The point a SEC1 key stores (every tool in use writes it), or `Derive`.
-fn ec_half(der: &[u8]) -> Result<PublicHalf<'_>, pkcs8::der::Error> {
+/// The point a SEC1 key stores (every tool in use writes it), or `Derive`; and the
+/// curve it names, if it names one.
+fn ec_half(der: &[u8]) -> Result<(PublicHalf<'_>, Option<String>), pkcs8::der::Error> {
     let key = sec1::EcPrivateKey::from_der(der)?;
-    Ok(key.public_key.map_or(PublicHalf::Derive, PublicHalf::Bits))
+    let curve = key
+        .parameters
+        .and_then(|p| p.named_curve())
+        .map(|o| o.to_string());
+    Ok((
+        key.public_key.map_or(PublicHalf::Derive, PublicHalf::Bits),
+        curve,
+    ))
+}
+
+/// The algorithms (and EC curve) a leaf's public key may have for a private key.
+struct Kind {
+    algorithms: &'static [&'static str],
+    curve: Option<String>,
+}
+
+impl Kind {
+    fn ec(curve: Option<String>) -> Kind {
+        Kind {
+            algorithms: &[OID_EC],
+            curve,
+        }
+    }
+
+    fn fits(&self, spki: &x509_parser::x509::SubjectPublicKeyInfo<'_>) -> bool {
+        let algorithm = spki.algorithm.algorithm.to_id_string();
+        if !self.algorithms.contains(&algorithm.as_str()) {
+            return false;
+        }
+        let leaf_curve = spki
+            .algorithm
+            .parameters
+            .as_ref()
+            .and_then(|p| p.as_oid().ok())
+            .map(|o| o.to_id_string());
+        match (&self.curve, leaf_curve) {
+            (Some(key), Some(leaf)) => *key == leaf,
+            _ => true,
+        }
+    }
 }
 
 fn strip(n: &[u8]) -> &[u8] {

@@ -312,7 +312,9 @@ fn a_failed_folder_hook_is_retried_by_the_daemon_until_it_succeeds() {
             .map(str::to_owned)
             .collect()
     };
-    wait_until(Duration::from_secs(10), "two hooks run", || lines().len() == 2);
+    wait_until(Duration::from_secs(10), "two hooks run", || {
+        lines().len() == 2
+    });
     daemon.wait_log("failed with exit code 3", Duration::from_secs(5));
     std::fs::File::create(&allow).unwrap();
     wait_until(

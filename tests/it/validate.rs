@@ -136,6 +136,37 @@ fn an_ec_key_for_an_rsa_leaf_is_refused() {
     );
 }
 
+/// Found by fuzzing: a leaf whose public key carries the key's RSA modulus and
+/// exponent under an algorithm no server knows (OID 1.2.840.179085.1.1.1) was
+/// accepted. OpenSSL cannot load that public key, so coturn could not serve it.
+#[test]
+fn a_leaf_naming_another_key_algorithm_is_refused() {
+    let (_t, path) = broken(|a| {
+        let e = a.entry("le", "turn.example.test");
+        let mut blocks = ::pem::parse_many(b64_field(&e["certificate"])).unwrap();
+        let mut der = blocks[0].contents().to_vec();
+        // rsaEncryption, 1.2.840.113549.1.1.1, as DER: the same length as the OID
+        // above, so the certificate still parses.
+        let rsa = [
+            0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01,
+        ];
+        let at = der
+            .windows(rsa.len())
+            .position(|w| w == rsa)
+            .expect("an RSA leaf");
+        der[at + 7] = 0x8a; // 113549 -> another arc of the same encoded length
+        blocks[0] = ::pem::Pem::new("CERTIFICATE", der.clone());
+        assert!(certsync::leaf::Leaf::from_der(&der).is_ok(), "still parses");
+        e["certificate"] = b64_encode(::pem::encode_many(&blocks).as_bytes());
+    });
+    refused(
+        &path,
+        "turn.example.test",
+        &["--resolver", "le"],
+        &["does not match"],
+    );
+}
+
 #[test]
 fn a_chain_that_does_not_start_with_the_leaf_is_refused() {
     let mut first = None;
