@@ -15,6 +15,7 @@ import json
 import pathlib
 import shutil
 import subprocess
+import textwrap
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "fuzz" / "seeds"
@@ -158,6 +159,15 @@ def bundle_seeds():
     # public half still matches (OpenSSL signs with it, ring signs garbage).
     at = 1210
     seed("damaged-rsa-crt-key.pem", rsa_cert, rsa_key[:at] + ("s" if rsa_key[at] != "s" else "t") + rsa_key[at + 1:])
+    # Found by fuzzing: the leaf's key algorithm OID changed (rsaEncryption's 113549
+    # arc merged into a longer one), its bits still the key's modulus and exponent.
+    # OpenSSL cannot load such a public key; certsync must refuse the pair.
+    der = base64.b64decode("".join(leaf.splitlines()[1:-1]))
+    rsa_oid = bytes.fromhex("06092a864886f70d010101")
+    at = der.index(rsa_oid) + 7
+    odd = der[:at] + b"\x8a" + der[at + 1:]
+    odd_leaf = "-----BEGIN CERTIFICATE-----\n" + "\n".join(textwrap.wrap(base64.b64encode(odd).decode(), 64)) + "\n-----END CERTIFICATE-----\n"
+    seed("leaf-key-under-unknown-algorithm.pem", odd_leaf + intermediate, rsa_key)
     # Found by fuzzing: a BEGIN line cut short. A PEM reader that quotes the labels it
     # could not pair quotes key text with them.
     body = rsa_key.splitlines()[1:-1]
