@@ -58,7 +58,35 @@ pub struct Export {
 /// pass (start, resync, SIGHUP, `--once`) checks every folder on disk again,
 /// repairing owners and modes and catching expiry.
 #[derive(Debug, Default)]
-pub struct Memo(std::sync::Mutex<std::collections::HashMap<String, MemoFolder>>);
+pub struct Memo {
+    folders: std::sync::Mutex<std::collections::HashMap<String, MemoFolder>>,
+    /// Every folder's entry digests in one set, built again only after a change.
+    known: std::sync::Mutex<Option<std::sync::Arc<Known>>>,
+}
+
+/// Entry digests. They are xxh3 output already: their low bits are the hash.
+pub type Known = std::collections::HashSet<u128, std::hash::BuildHasherDefault<DigestHasher>>;
+
+/// Hashes a digest by taking its low 64 bits, not by hashing it again.
+#[derive(Debug, Default)]
+pub struct DigestHasher(u64);
+
+impl std::hash::Hasher for DigestHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u128` is used for digests; anything else still hashes.
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+
+    fn write_u128(&mut self, n: u128) {
+        self.0 = n as u64;
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
 
 #[derive(Debug)]
 struct MemoFolder {
@@ -72,26 +100,41 @@ struct MemoFolder {
 impl Memo {
     /// The next pass looks at this folder again, whatever its entries.
     pub fn forget(&self, folder: &str) {
-        self.0.lock().expect("export memo lock").remove(folder);
+        self.folders
+            .lock()
+            .expect("export memo lock")
+            .remove(folder);
+        self.changed();
     }
 
     /// The digest of every entry some folder was last written from.
-    pub fn known_entries(&self) -> std::collections::HashSet<u128> {
-        let folders = self.0.lock().expect("export memo lock");
-        folders
-            .values()
-            .flat_map(|f| f.entries.iter().copied())
-            .collect()
+    pub fn known_entries(&self) -> std::sync::Arc<Known> {
+        let mut known = self.known.lock().expect("export memo lock");
+        known
+            .get_or_insert_with(|| {
+                let folders = self.folders.lock().expect("export memo lock");
+                std::sync::Arc::new(
+                    folders
+                        .values()
+                        .flat_map(|f| f.entries.iter().copied())
+                        .collect(),
+                )
+            })
+            .clone()
+    }
+
+    fn changed(&self) {
+        *self.known.lock().expect("export memo lock") = None;
     }
 }
 
 /// What a folder's last sync found (no key).
 #[derive(Debug, Clone)]
 pub struct Remembered {
-    leaf: Leaf,
-    leaf_der: Vec<u8>,
-    origin: String,
-    domain: String,
+    leaf: std::sync::Arc<Leaf>,
+    leaf_der: std::sync::Arc<[u8]>,
+    origin: std::sync::Arc<str>,
+    domain: std::sync::Arc<str>,
 }
 
 impl Export {
@@ -263,7 +306,7 @@ pub fn plan<'c, 'a>(
             Err(e) => refused.push((c.main.escape_default().take(100).collect(), e)),
         }
     }
-    let memo = export.memo.0.lock().expect("export memo lock");
+    let memo = export.memo.folders.lock().expect("export memo lock");
     let mut lacks_material = false;
     let folders = groups
         .into_iter()
@@ -551,10 +594,12 @@ pub struct FolderReport {
 /// time, then prunes if asked.
 pub fn sync(export: &Export, plan: Plan<'_, '_>, now: i64, dry_run: bool) -> ExportReport {
     let mut folders = Vec::with_capacity(plan.folders.len() + plan.refused.len());
-    let mut memo = export.memo.0.lock().expect("export memo lock");
+    let mut memo = export.memo.folders.lock().expect("export memo lock");
     let planned: std::collections::HashSet<&str> =
         plan.folders.iter().map(|f| f.name.as_str()).collect();
+    let before = memo.len();
     memo.retain(|name, _| planned.contains(name.as_str()));
+    let mut changed = memo.len() != before;
     for folder in &plan.folders {
         let dir = export.out.dir.join(&folder.name);
         if let Some(m) = memo.get(&folder.name).filter(|_| folder.known) {
@@ -589,9 +634,10 @@ pub fn sync(export: &Export, plan: Plan<'_, '_>, now: i64, dry_run: bool) -> Exp
                     remembered,
                 };
                 memo.insert(folder.name.clone(), entry);
+                changed = true;
             }
             _ => {
-                memo.remove(&folder.name);
+                changed |= memo.remove(&folder.name).is_some();
             }
         }
         folders.push(FolderReport {
@@ -602,6 +648,9 @@ pub fn sync(export: &Export, plan: Plan<'_, '_>, now: i64, dry_run: bool) -> Exp
         });
     }
     drop(memo);
+    if changed {
+        export.memo.changed();
+    }
     for (label, e) in plan.refused {
         folders.push(FolderReport {
             label,
@@ -647,10 +696,10 @@ fn sync_folder(
         ..
     } = bundle;
     Ok(crate::pipeline::Synced {
-        leaf,
-        leaf_der,
-        origin,
-        domain,
+        leaf: leaf.into(),
+        leaf_der: leaf_der.into(),
+        origin: origin.into(),
+        domain: domain.into(),
         written,
         repaired,
     })

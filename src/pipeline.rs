@@ -76,12 +76,13 @@ impl Report {
 /// What a successful sync did to a target's files.
 #[derive(Debug)]
 pub struct Synced {
-    /// The leaf written, and where it came from; no key.
-    pub leaf: crate::leaf::Leaf,
-    pub leaf_der: Vec<u8>,
-    pub origin: String,
+    /// The leaf written, and where it came from; no key. Shared: an export's folders
+    /// that did not change report what the last pass found without copying it.
+    pub leaf: Arc<crate::leaf::Leaf>,
+    pub leaf_der: Arc<[u8]>,
+    pub origin: Arc<str>,
     /// The domain the leaf was chosen for.
-    pub domain: String,
+    pub domain: Arc<str>,
     /// Files whose content was replaced (a reload is due when non-empty).
     pub written: Vec<String>,
     /// Unchanged files whose owner or mode was fixed.
@@ -419,10 +420,10 @@ fn sync_target(
         ..
     } = bundle;
     Ok(Synced {
-        leaf,
-        leaf_der,
-        origin,
-        domain,
+        leaf: leaf.into(),
+        leaf_der: leaf_der.into(),
+        origin: origin.into(),
+        domain: domain.into(),
         written,
         repaired,
     })
@@ -576,10 +577,10 @@ async fn reload_target(
     }
     let written = reload::Written {
         target: target.name.clone(),
-        domain: synced.domain.clone(),
+        domain: synced.domain.to_string(),
         cert_path: target.out.dir.join(&target.out.cert_file),
         key_path: target.out.dir.join(&target.out.key_file),
-        leaf_der: synced.leaf_der.clone(),
+        leaf_der: synced.leaf_der.to_vec(),
     };
     Some(attempt(target, spec, written, metrics).await)
 }
@@ -720,10 +721,10 @@ async fn reload_export(
     let out = &export.out;
     let written = |f: &crate::export::FolderReport, s: &Synced| reload::Written {
         target: f.label.clone(),
-        domain: s.domain.clone(),
+        domain: s.domain.to_string(),
         cert_path: f.dir.join(&out.cert_file),
         key_path: f.dir.join(&out.key_file),
-        leaf_der: s.leaf_der.clone(),
+        leaf_der: s.leaf_der.to_vec(),
     };
     // A remembered folder was not looked at: a reload it still owes is made by the
     // next pass that checks every folder.

@@ -162,7 +162,7 @@ pub struct Interest {
     exports: Vec<crate::export::Export>,
     /// ...but those whose digest is here (one set per export, from its memo): its
     /// folder already holds them, and a change pass need not copy them.
-    known: Vec<std::collections::HashSet<u128>>,
+    known: Vec<std::sync::Arc<crate::export::Known>>,
     leaves: bool,
     /// A larger source is refused, not read (`--max-source-size`).
     max_size: u64,
