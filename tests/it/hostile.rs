@@ -562,6 +562,54 @@ fn endless_and_oversized_sources_are_refused() {
     .expect_code(2);
 }
 
+/// Hole 10: whitespace is read through, not kept. A valid acme.json behind 64 MiB of
+/// spaces is read by a daemon whose peak memory stays far below the file's size (it
+/// grew past the whole run of spaces before).
+#[test]
+fn a_long_run_of_whitespace_costs_no_memory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let acme = tmp.path().join("acme.json");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&acme).unwrap();
+        let spaces = vec![b' '; 1 << 20];
+        for _ in 0..64 {
+            f.write_all(&spaces).unwrap();
+        }
+        f.write_all(&std::fs::read(fixture("acme.json")).unwrap())
+            .unwrap();
+    }
+    let out = tmp.path().join("out");
+    let daemon = Daemon::start(
+        &[
+            "--acme",
+            path_str(&acme),
+            "--domain",
+            DOMAIN,
+            "--out-dir",
+            path_str(&out),
+            "--metrics-listen",
+            "off",
+        ],
+        &[],
+    );
+    wait_until(
+        Duration::from_secs(20),
+        "the pair behind the spaces",
+        || out.join("privkey.pem").exists(),
+    );
+    let status = std::fs::read_to_string(format!("/proc/{}/status", daemon.pid())).unwrap();
+    let peak_kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmHWM in {status}"));
+    assert!(
+        peak_kb < 32 * 1024,
+        "peak RSS {peak_kb} kB reading 64 MiB of whitespace"
+    );
+}
+
 // ---------------------------------------------------------------------------------
 // Names from acme.json in metrics and logs
 

@@ -210,7 +210,6 @@ impl<R: Read, F: FnMut(&[u8])> Scanner<R, F> {
     /// The next byte that is not JSON whitespace, not consumed; `None` at the end.
     #[inline]
     fn peek(&mut self, keep: usize) -> Result<Option<u8>> {
-        let keep = keep.min(self.pos);
         loop {
             let buffered = &self.buf[self.pos - self.base..self.filled];
             for (i, &b) in buffered.iter().enumerate() {
@@ -227,7 +226,9 @@ impl<R: Read, F: FnMut(&[u8])> Scanner<R, F> {
                 }
             }
             self.pos += buffered.len();
-            if !self.refill(keep)? {
+            // Whitespace is no token: only the caller's pin is kept, so a long run of
+            // it costs no memory (300 MB of spaces once grew the buffer to 512 MB).
+            if !self.refill(keep.min(self.pos))? {
                 return Ok(None);
             }
         }
