@@ -26,10 +26,13 @@ if [ "${#targets[@]}" -eq 0 ]; then
 fi
 
 export RUSTC_BOOTSTRAP=1
-cargo fuzz build --sanitizer none 2>&1 | tail -n 3 >&2 || {
-    echo "fuzz/run.sh: the fuzz targets do not build" >&2
+mkdir -p artifacts
+if ! cargo fuzz build --sanitizer none > artifacts/build.log 2>&1; then
+    # cargo-fuzz ends with its own backtrace: the compiler's errors come first.
+    grep -E -A12 '^error' artifacts/build.log | head -n 60 >&2 || tail -n 30 artifacts/build.log >&2
+    echo "fuzz/run.sh: the fuzz targets do not build (fuzz/artifacts/build.log)" >&2
     exit 1
-}
+fi
 
 # libFuzzer reads -max_total_time=0 as "no limit".
 if [ "$seconds" -eq 0 ]; then

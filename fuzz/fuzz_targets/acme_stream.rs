@@ -89,7 +89,8 @@ fn compare(data: &[u8]) -> bool {
                 assert_eq!(c.list.len(), entries.len());
                 for (got, want) in c.list.iter().zip(entries) {
                     let names: Vec<&str> = got.sans.iter().map(|s| &**s).collect();
-                    let kept = interest.wants_material(got.resolver.as_deref(), &got.main, &names);
+                    let kept =
+                        interest.wants_material(got.resolver.as_deref(), &got.main, &names, None);
                     assert_eq!(describe(got, kept), want[kept as usize]);
                     if !kept {
                         assert!(got.certificate.is_empty() && got.key.is_empty());

@@ -103,6 +103,7 @@ fn validate(
         certificate: Cow::Borrowed(certificate),
         key: Cow::Borrowed(key),
         encoding,
+        digest: None,
     };
     bundle::validate(&candidate, domain, NOW)
 }
