@@ -168,6 +168,13 @@ def bundle_seeds():
     odd = der[:at] + b"\x8a" + der[at + 1:]
     odd_leaf = "-----BEGIN CERTIFICATE-----\n" + "\n".join(textwrap.wrap(base64.b64encode(odd).decode(), 64)) + "\n-----END CERTIFICATE-----\n"
     seed("leaf-key-under-unknown-algorithm.pem", odd_leaf + intermediate, rsa_key)
+    # Found by fuzzing: an EC leaf whose named curve became an IA5String.
+    ec_leaf, ec_intermediate = pem_blocks(ec_cert)[:2]
+    der = base64.b64decode("".join(ec_leaf.splitlines()[1:-1]))
+    at = der.index(bytes.fromhex("06072a8648ce3d020106")) + 9
+    odd = der[:at] + b"\x16" + der[at + 1:]
+    odd_leaf = "-----BEGIN CERTIFICATE-----\n" + "\n".join(textwrap.wrap(base64.b64encode(odd).decode(), 64)) + "\n-----END CERTIFICATE-----\n"
+    seed("ec-leaf-curve-not-an-oid.pem", odd_leaf + ec_intermediate, ec_key)
     # Found by fuzzing: a BEGIN line cut short. A PEM reader that quotes the labels it
     # could not pair quotes key text with them.
     body = rsa_key.splitlines()[1:-1]

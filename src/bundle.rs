@@ -533,20 +533,35 @@ impl Kind {
         }
     }
 
+    /// Whether the leaf's algorithm is one of the key's, with the parameters a TLS
+    /// library can load it with (RFC 3279, 4055, 5480, 8410): NULL or none for RSA, a
+    /// SEQUENCE or none for RSA-PSS, a named curve (the key's, when it names one) for
+    /// EC, none for Ed25519. Fuzzing found both an unknown algorithm and a curve
+    /// that was no OID accepted before; OpenSSL loads neither.
     fn fits(&self, spki: &x509_parser::x509::SubjectPublicKeyInfo<'_>) -> bool {
+        use x509_parser::der_parser::asn1_rs::Tag;
         let algorithm = spki.algorithm.algorithm.to_id_string();
-        if !self.algorithms.contains(&algorithm.as_str()) {
+        // Every key type here is whole bytes.
+        if !self.algorithms.contains(&algorithm.as_str())
+            || spki.subject_public_key.unused_bits != 0
+        {
             return false;
         }
-        let leaf_curve = spki
-            .algorithm
-            .parameters
-            .as_ref()
-            .and_then(|p| p.as_oid().ok())
-            .map(|o| o.to_id_string());
-        match (&self.curve, leaf_curve) {
-            (Some(key), Some(leaf)) => *key == leaf,
-            _ => true,
+        let parameters = spki.algorithm.parameters.as_ref();
+        match algorithm.as_str() {
+            OID_RSA => parameters.is_none_or(|p| p.tag() == Tag::Null),
+            OID_RSA_PSS => parameters.is_none_or(|p| p.tag() == Tag::Sequence),
+            OID_EC => {
+                // `as_oid` reads the bytes whatever their tag: check the tag first.
+                let named = parameters.filter(|p| p.tag() == Tag::Oid);
+                let Some(leaf_curve) = named.and_then(|p| p.as_oid().ok()) else {
+                    return false;
+                };
+                self.curve
+                    .as_ref()
+                    .is_none_or(|key| *key == leaf_curve.to_id_string())
+            }
+            _ => parameters.is_none(),
         }
     }
 }
