@@ -175,6 +175,11 @@ def bundle_seeds():
     odd = der[:at] + b"\x16" + der[at + 1:]
     odd_leaf = "-----BEGIN CERTIFICATE-----\n" + "\n".join(textwrap.wrap(base64.b64encode(odd).decode(), 64)) + "\n-----END CERTIFICATE-----\n"
     seed("ec-leaf-curve-not-an-oid.pem", odd_leaf + ec_intermediate, ec_key)
+    # Found by fuzzing: the same leaf's algorithm itself tagged as text.
+    at = der.index(bytes.fromhex("06072a8648ce3d0201"))
+    odd = der[:at] + b"\x16" + der[at + 1:]
+    odd_leaf = "-----BEGIN CERTIFICATE-----\n" + "\n".join(textwrap.wrap(base64.b64encode(odd).decode(), 64)) + "\n-----END CERTIFICATE-----\n"
+    seed("ec-leaf-algorithm-not-an-oid.pem", odd_leaf + ec_intermediate, ec_key)
     # Found by fuzzing: a BEGIN line cut short. A PEM reader that quotes the labels it
     # could not pair quotes key text with them.
     body = rsa_key.splitlines()[1:-1]

@@ -462,7 +462,7 @@ fn key_matches(key_pem: &[u8], leaf: &Leaf) -> Result<Zeroizing<Vec<u8>>, KeyChe
     }
     let (_, spki) = x509_parser::x509::SubjectPublicKeyInfo::from_der(&leaf.spki)
         .map_err(|e| KeyCheck::Unreadable(format!("the leaf's public key: {e}")))?;
-    if !kind.fits(&spki) {
+    if !kind.fits(&leaf.spki) {
         return Err(KeyCheck::Mismatch);
     }
     let same = match public {
@@ -533,17 +533,21 @@ impl Kind {
         }
     }
 
-    /// Whether the leaf's algorithm is one of the key's, with the parameters a TLS
-    /// library can load it with (RFC 3279, 4055, 5480, 8410): NULL or none for RSA, a
-    /// SEQUENCE or none for RSA-PSS, a named curve (the key's, when it names one) for
-    /// EC, none for Ed25519. Fuzzing found both an unknown algorithm and a curve
-    /// that was no OID accepted before; OpenSSL loads neither.
-    fn fits(&self, spki: &x509_parser::x509::SubjectPublicKeyInfo<'_>) -> bool {
-        use x509_parser::der_parser::asn1_rs::Tag;
-        let algorithm = spki.algorithm.algorithm.to_id_string();
-        // Every key type here is whole bytes.
+    /// Whether the leaf's public key, read as strict DER, has one of the key's
+    /// algorithms with the parameters a TLS library loads it with (RFC 3279, 4055,
+    /// 5480, 8410): NULL or none for RSA, a SEQUENCE or none for RSA-PSS, a named
+    /// curve (the key's, when it names one) for EC, none for Ed25519; and whole
+    /// bytes. x509-parser reads an OID whatever its tag: fuzzing found an unknown
+    /// algorithm, an algorithm and a curve tagged as text, all accepted before, and
+    /// OpenSSL loads none of them.
+    fn fits(&self, leaf_spki: &[u8]) -> bool {
+        use pkcs8::der::{Tag, Tagged};
+        let Ok(spki) = spki::SubjectPublicKeyInfoRef::from_der(leaf_spki) else {
+            return false;
+        };
+        let algorithm = spki.algorithm.oid.to_string();
         if !self.algorithms.contains(&algorithm.as_str())
-            || spki.subject_public_key.unused_bits != 0
+            || spki.subject_public_key.unused_bits() != 0
         {
             return false;
         }
@@ -552,14 +556,14 @@ impl Kind {
             OID_RSA => parameters.is_none_or(|p| p.tag() == Tag::Null),
             OID_RSA_PSS => parameters.is_none_or(|p| p.tag() == Tag::Sequence),
             OID_EC => {
-                // `as_oid` reads the bytes whatever their tag: check the tag first.
-                let named = parameters.filter(|p| p.tag() == Tag::Oid);
-                let Some(leaf_curve) = named.and_then(|p| p.as_oid().ok()) else {
+                let Some(leaf_curve) =
+                    parameters.and_then(|p| p.decode_as::<spki::ObjectIdentifier>().ok())
+                else {
                     return false;
                 };
                 self.curve
                     .as_ref()
-                    .is_none_or(|key| *key == leaf_curve.to_id_string())
+                    .is_none_or(|key| *key == leaf_curve.to_string())
             }
             _ => parameters.is_none(),
         }

@@ -188,6 +188,25 @@ fn a_leaf_naming_another_key_algorithm_is_refused() {
         &["--resolver", "le-ec"],
         &["does not match"],
     );
+
+    // And one whose algorithm itself is tagged as text.
+    let (_t, path) = broken(|a| {
+        let e = a.entry("le-ec", "turn.example.test");
+        let mut blocks = ::pem::parse_many(b64_field(&e["certificate"])).unwrap();
+        let mut der = blocks[0].contents().to_vec();
+        let ec = [0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
+        let at = der.windows(ec.len()).position(|w| w == ec).unwrap();
+        der[at] = 0x16;
+        blocks[0] = ::pem::Pem::new("CERTIFICATE", der.clone());
+        assert!(certsync::leaf::Leaf::from_der(&der).is_ok(), "still parses");
+        e["certificate"] = b64_encode(::pem::encode_many(&blocks).as_bytes());
+    });
+    refused(
+        &path,
+        "turn.example.test",
+        &["--resolver", "le-ec"],
+        &["does not match"],
+    );
 }
 
 #[test]
