@@ -5,6 +5,8 @@
 //! accepted, so none waits in the kernel's queue and the fds stay free for the real
 //! work), 5 s to send the request head, one request per connection. Thousands of
 //! half-open connections then cost a handful of fds for 5 s, and /healthz answers.
+//! One fd is held in reserve, so that /healthz still answers when the daemon has
+//! none left.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -65,17 +67,22 @@ async fn serve(
         .header_read_timeout(HEADER_TIMEOUT)
         .keep_alive(false);
     let service = hyper_util::service::TowerToHyperService::new(app);
+    let spare = Arc::new(Spare::take());
     tokio::pin!(shutdown);
     loop {
         let stream = tokio::select! {
             () = &mut shutdown => return Ok(()),
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
-                // Out of fds (EMFILE) or a connection reset before it was accepted:
-                // the listener stays; a pause lets fds come back.
+                // Out of fds: give up the spare one, so that the next accept can
+                // take a scrape and /healthz can say why.
+                Err(e) if is_out_of_fds(&e) && spare.give_up() => continue,
+                // Out of fds with the spare in use, or a connection reset before it
+                // was accepted: the listener stays; a pause lets fds come back.
                 Err(e) => {
                     tracing::debug!("metrics listener: accept failed: {e}");
                     tokio::time::sleep(Duration::from_millis(50)).await;
+                    spare.retake();
                     continue;
                 }
             },
@@ -86,10 +93,44 @@ async fn serve(
         };
         let connection =
             http.serve_connection(hyper_util::rt::TokioIo::new(stream), service.clone());
+        let spare = spare.clone();
         tokio::spawn(async move {
             let _ = connection.await;
             drop(permit);
+            // The connection's fd is free again: hold one in reserve once more.
+            spare.retake();
         });
+    }
+}
+
+fn is_out_of_fds(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(nix::libc::EMFILE | nix::libc::ENFILE)
+    )
+}
+
+/// One fd held in reserve (on /dev/null) for the listener. When the daemon has no fd
+/// left, a pass fails with "Too many open files" and nothing could accept a scrape to
+/// say so; closing the spare lets one connection in, and its fd becomes the spare
+/// again when it closes.
+struct Spare(std::sync::Mutex<Option<std::fs::File>>);
+
+impl Spare {
+    fn take() -> Spare {
+        Spare(std::sync::Mutex::new(std::fs::File::open("/dev/null").ok()))
+    }
+
+    /// Closes the spare fd; false when there was none to close.
+    fn give_up(&self) -> bool {
+        self.0.lock().expect("spare fd lock").take().is_some()
+    }
+
+    fn retake(&self) {
+        let mut spare = self.0.lock().expect("spare fd lock");
+        if spare.is_none() {
+            *spare = std::fs::File::open("/dev/null").ok();
+        }
     }
 }
 

@@ -288,10 +288,17 @@ impl Drop for Daemon {
 pub fn http_get(addr: &str, path: &str) -> (u16, String) {
     use std::io::Read;
     let mut stream = std::net::TcpStream::connect(addr).expect("connect to the metrics listener");
+    // A listener that never accepts (the kernel queues the connection) must fail the
+    // test, not hang it: no answer reads as status 0.
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
     let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
     std::io::Write::write_all(&mut stream, request.as_bytes()).unwrap();
     let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
+    if stream.read_to_string(&mut response).is_err() {
+        return (0, String::new());
+    }
     let status = response
         .split_whitespace()
         .nth(1)
