@@ -123,20 +123,7 @@ fn survives_under(
 
     fault(&at);
     rewrite_in_place(&acme, &two);
-    let mut last = String::new();
-    // A source that cannot be read for lack of fds is "not ready" (retried quietly)
-    // for its first 10 s, then named.
-    let named = poll(Duration::from_secs(20), || {
-        let (status, body) = http_get(&addr, "/healthz");
-        let named = status == 503 && body.contains(says);
-        last = body;
-        named
-    });
-    assert!(
-        named,
-        "/healthz does not name the fault ({says:?}); it says:\n{last}\nlog:\n{}",
-        daemon.log()
-    );
+    healthz_names(&addr, says, &daemon);
     assert_eq!(pair_in(out), rsa, "the old pair stays whole");
     assert!(
         daemon.wait_exit(Duration::ZERO).is_none(),
@@ -329,6 +316,25 @@ fn the_fd_limit_reached_is_survived() {
     );
 }
 
+/// Waits for /healthz at `addr` to answer 503 naming `says`. A source that cannot
+/// be read for lack of fds is "not ready" (retried quietly) for its first 10 s, then
+/// named: 20 s.
+#[track_caller]
+fn healthz_names(addr: &str, says: &str, daemon: &Daemon) {
+    let mut last = String::new();
+    let named = poll(Duration::from_secs(20), || {
+        let (status, body) = http_get(addr, "/healthz");
+        let named = status == 503 && body.contains(says);
+        last = body;
+        named
+    });
+    assert!(
+        named,
+        "/healthz does not name the fault ({says:?}); it says:\n{last}\nlog:\n{}",
+        daemon.log()
+    );
+}
+
 /// Calls `f` until it is true (then true) or `timeout` passes (then false).
 fn poll(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     let start = std::time::Instant::now();
@@ -381,18 +387,7 @@ fn reload_survives(
 
     fault();
     rewrite_in_place(&acme, &two);
-    let mut last = String::new();
-    let named = poll(Duration::from_secs(20), || {
-        let (status, body) = http_get(&addr, "/healthz");
-        let named = status == 503 && body.contains(says);
-        last = body;
-        named
-    });
-    assert!(
-        named,
-        "/healthz does not name the fault ({says:?}); it says:\n{last}\nlog:\n{}",
-        daemon.log()
-    );
+    healthz_names(&addr, says, &daemon);
     assert_eq!(pair_in(out), ec, "the new pair is written whole");
     assert!(
         daemon.wait_exit(Duration::ZERO).is_none(),

@@ -141,70 +141,41 @@ fn an_ec_key_for_an_rsa_leaf_is_refused() {
 /// accepted. OpenSSL cannot load that public key, so coturn could not serve it.
 #[test]
 fn a_leaf_naming_another_key_algorithm_is_refused() {
-    let (_t, path) = broken(|a| {
-        let e = a.entry("le", "turn.example.test");
-        let mut blocks = ::pem::parse_many(b64_field(&e["certificate"])).unwrap();
-        let mut der = blocks[0].contents().to_vec();
-        // rsaEncryption, 1.2.840.113549.1.1.1, as DER: the same length as the OID
-        // above, so the certificate still parses.
-        let rsa = [
-            0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01,
-        ];
-        let at = der
-            .windows(rsa.len())
-            .position(|w| w == rsa)
-            .expect("an RSA leaf");
-        der[at + 7] = 0x8a; // 113549 -> another arc of the same encoded length
-        blocks[0] = ::pem::Pem::new("CERTIFICATE", der.clone());
-        assert!(certsync::leaf::Leaf::from_der(&der).is_ok(), "still parses");
-        e["certificate"] = b64_encode(::pem::encode_many(&blocks).as_bytes());
-    });
-    refused(
-        &path,
-        "turn.example.test",
-        &["--resolver", "le"],
-        &["does not match"],
-    );
+    // rsaEncryption, 1.2.840.113549.1.1.1, as DER; its 113549 arc merged into a
+    // longer one of the same encoded length, so the certificate still parses.
+    let rsa = [
+        0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01,
+    ];
+    leaf_byte_changed_is_refused("le", &rsa, 7, 0x8a);
+    // Also found by fuzzing: an EC leaf whose curve (the OBJECT IDENTIFIER after
+    // id-ecPublicKey) is tagged as an IA5String...
+    let ec = [0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06];
+    leaf_byte_changed_is_refused("le-ec", &ec, 9, 0x16);
+    // ...and one whose algorithm itself is.
+    leaf_byte_changed_is_refused("le-ec", &ec, 0, 0x16);
+}
 
-    // Also found by fuzzing: an EC leaf whose curve is an IA5String, not an OID.
+/// `resolver`'s turn.example.test leaf with the byte at `offset` into the first run
+/// of `bytes` set to `to`: it still parses, and is refused as not matching its key.
+fn leaf_byte_changed_is_refused(resolver: &str, bytes: &[u8], offset: usize, to: u8) {
     let (_t, path) = broken(|a| {
-        let e = a.entry("le-ec", "turn.example.test");
+        let e = a.entry(resolver, "turn.example.test");
         let mut blocks = ::pem::parse_many(b64_field(&e["certificate"])).unwrap();
         let mut der = blocks[0].contents().to_vec();
-        // id-ecPublicKey, then the curve's OBJECT IDENTIFIER tag.
-        let ec = [0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06];
         let at = der
-            .windows(ec.len())
-            .position(|w| w == ec)
-            .expect("an EC leaf with a named curve");
-        der[at + 9] = 0x16;
-        blocks[0] = ::pem::Pem::new("CERTIFICATE", der.clone());
+            .windows(bytes.len())
+            .position(|w| w == bytes)
+            .unwrap_or_else(|| panic!("{bytes:02x?} in {resolver}'s leaf"));
+        der[at + offset] = to;
         assert!(certsync::leaf::Leaf::from_der(&der).is_ok(), "still parses");
+        blocks[0] = ::pem::Pem::new("CERTIFICATE", der);
         e["certificate"] = b64_encode(::pem::encode_many(&blocks).as_bytes());
     });
+    let resolver_arg = ["--resolver", resolver];
     refused(
         &path,
         "turn.example.test",
-        &["--resolver", "le-ec"],
-        &["does not match"],
-    );
-
-    // And one whose algorithm itself is tagged as text.
-    let (_t, path) = broken(|a| {
-        let e = a.entry("le-ec", "turn.example.test");
-        let mut blocks = ::pem::parse_many(b64_field(&e["certificate"])).unwrap();
-        let mut der = blocks[0].contents().to_vec();
-        let ec = [0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
-        let at = der.windows(ec.len()).position(|w| w == ec).unwrap();
-        der[at] = 0x16;
-        blocks[0] = ::pem::Pem::new("CERTIFICATE", der.clone());
-        assert!(certsync::leaf::Leaf::from_der(&der).is_ok(), "still parses");
-        e["certificate"] = b64_encode(::pem::encode_many(&blocks).as_bytes());
-    });
-    refused(
-        &path,
-        "turn.example.test",
-        &["--resolver", "le-ec"],
+        &resolver_arg,
         &["does not match"],
     );
 }
